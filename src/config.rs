@@ -1,0 +1,903 @@
+//! `streams.toml`: the raw serde shape, its defaults, and `validate()` into types that cannot be invalid.
+//!
+//! Every error names the file, the line and the key (`streams.toml:14: stream[1].batch_size: ...`), so a typo is
+//! never a silent default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::processor::ProcessorKind;
+
+/// Environment variable that overrides `[nats] url`.
+pub const ENV_NATS_URL: &str = "NATS_URL";
+/// Environment variable that overrides `[database] url`.
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+
+/// A configuration error: where it is and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid, at a known place.
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The dotted key path, e.g. `stream[0].batch_size`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Raw serde shape: what the operator writes.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// NATS connection.
+    nats: Spanned<RawNats>,
+    /// PostgreSQL connection and schema.
+    database: Spanned<RawDatabase>,
+    /// Daemon-wide settings.
+    #[serde(default)]
+    daemon: RawDaemon,
+    /// One pipeline per `[[stream]]`.
+    #[serde(default)]
+    stream: Vec<Spanned<RawStream>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    /// Server URL; env `NATS_URL` overrides.
+    url: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    /// PostgreSQL URL; env `DATABASE_URL` overrides.
+    url: Spanned<String>,
+    /// Schema the tables live in.
+    #[serde(default)]
+    schema: Option<Spanned<String>>,
+    /// Connections shared by all streams.
+    #[serde(default)]
+    pool_size: Option<Spanned<i64>>,
+    /// How long to wait for a new connection.
+    #[serde(default)]
+    connect_timeout: Option<Spanned<String>>,
+    /// Retention per table (TimescaleDB only), e.g. `timeseries_metrics = "7d"`.
+    #[serde(default)]
+    retention: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    /// Upper bound on a graceful shutdown.
+    #[serde(default)]
+    shutdown_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStream {
+    name: Spanned<String>,
+    jetstream: Spanned<String>,
+    consumer: Spanned<String>,
+    subjects: Spanned<Vec<Spanned<String>>>,
+    processor: Spanned<ProcessorKind>,
+    #[serde(default)]
+    batch_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    batch_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    ack_wait: Option<Spanned<String>>,
+    #[serde(default)]
+    max_ack_pending: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_deliver: Option<Spanned<i64>>,
+    #[serde(default)]
+    nak_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    nak_delay_max: Option<Spanned<String>>,
+    #[serde(default)]
+    batches_in_flight: Option<Spanned<i64>>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Validated types: what the daemon runs with.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub source: PathBuf,
+    /// NATS connection.
+    pub nats: NatsConfig,
+    /// PostgreSQL connection.
+    pub database: DatabaseConfig,
+    /// Daemon-wide settings.
+    pub daemon: DaemonConfig,
+    /// One entry per `[[stream]]`, in file order.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// `[nats]`.
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// Server URL (may carry credentials, so it is never printed whole).
+    pub url: String,
+}
+
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+/// `[database]`.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL (may carry a password, so it is never printed whole).
+    pub url: String,
+    /// Schema the tables live in.
+    pub schema: String,
+    /// Connections shared by all streams.
+    pub pool_size: usize,
+    /// How long to wait for a new connection or a free one in the pool.
+    pub connect_timeout: Duration,
+    /// Retention per table, applied by `migrate` when TimescaleDB is installed.
+    pub retention: BTreeMap<String, Duration>,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Upper bound on a graceful shutdown (stop fetching, flush, commit, ack).
+    pub shutdown_timeout: Duration,
+}
+
+/// One `[[stream]]`: a durable pull consumer feeding one processor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    /// Pipeline name, used in logs (and metrics).
+    pub name: String,
+    /// JetStream stream consumed; created with the union of its streams' subjects when missing.
+    pub jetstream: String,
+    /// Durable pull consumer name (explicit ack).
+    pub consumer: String,
+    /// Filter subjects (at least one).
+    pub subjects: Vec<String>,
+    /// Which processor decodes and writes the messages.
+    pub processor: ProcessorKind,
+    /// Flush a batch at this many rows.
+    pub batch_size: usize,
+    /// ...or this long after the batch's first message.
+    pub batch_timeout: Duration,
+    /// JetStream redelivers a message not acked within this time.
+    pub ack_wait: Duration,
+    /// Most messages delivered and not yet acked.
+    pub max_ack_pending: i64,
+    /// Most deliveries of one message; -1 = unlimited.
+    pub max_deliver: i64,
+    /// NAK delay after the first failed delivery; doubles per delivery.
+    pub nak_delay: Duration,
+    /// Cap on the NAK delay.
+    pub nak_delay_max: Duration,
+    /// Full batches queued for the writer while the next one is fetched and decoded.
+    pub batches_in_flight: usize,
+}
+
+impl StreamConfig {
+    /// One line for `validate` and the start-up log.
+    pub fn summary(&self) -> String {
+        format!(
+            "stream {}: processor={} jetstream={} consumer={} subjects=[{}] batch={} rows/{} ack_wait={} max_ack_pending={} max_deliver={}",
+            self.name,
+            self.processor,
+            self.jetstream,
+            self.consumer,
+            self.subjects.join(", "),
+            self.batch_size,
+            humantime::format_duration(self.batch_timeout),
+            humantime::format_duration(self.ack_wait),
+            self.max_ack_pending,
+            self.max_deliver,
+        )
+    }
+
+    /// The delay before a failed message is offered again: `nak_delay * 2^(delivered-1)`, capped.
+    pub fn nak_delay_for(&self, delivered: i64) -> Duration {
+        let doublings = delivered.saturating_sub(1).clamp(0, 20) as u32;
+        self.nak_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.nak_delay_max)
+    }
+}
+
+/// Defaults that are not per processor.
+impl StreamConfig {
+    /// JetStream's own default, and the Go writer's.
+    pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+    /// Unlimited until the dead-letter subject exists to receive what runs out.
+    pub const DEFAULT_MAX_DELIVER: i64 = -1;
+    /// First NAK delay.
+    pub const DEFAULT_NAK_DELAY: Duration = Duration::from_secs(1);
+    /// NAK delay cap.
+    pub const DEFAULT_NAK_DELAY_MAX: Duration = Duration::from_secs(60);
+    /// One batch written while one more is fetched.
+    pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
+    /// Floor for max_ack_pending (the Go writer's value).
+    pub const MIN_DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+}
+
+impl DatabaseConfig {
+    /// ServiceRadar keeps its tables in `platform`.
+    pub const DEFAULT_SCHEMA: &str = "platform";
+    /// The Go writer's `max_connections`.
+    pub const DEFAULT_POOL_SIZE: usize = 8;
+    /// Connect and pool-wait timeout.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+impl DaemonConfig {
+    /// Shutdown must finish well inside systemd's default 90 s stop timeout.
+    pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+/// Tables whose retention `[database.retention]` may set, with ServiceRadar's defaults.
+pub const RETENTION_DEFAULTS: &[(&str, Duration)] =
+    &[("timeseries_metrics", Duration::from_secs(7 * 86_400))];
+
+impl Config {
+    /// Reads, parses and validates `path`, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(path, &text)?;
+        if let Some(url) = std::env::var(ENV_NATS_URL).ok().filter(|v| !v.is_empty()) {
+            config.nats.url = url;
+        }
+        if let Some(url) = std::env::var(ENV_DATABASE_URL)
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            config.database.url = url;
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates `text` (read from `path`, named in errors). No environment is consulted.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = Locator { file: path, text };
+        let de = toml::Deserializer::parse(text).map_err(|e| at.toml_error(&e, String::new()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            // Spanned<T> shows up in the path as a private field; the operator's key is the rest.
+            let key = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "")
+                .replace("$__serde_spanned_private_value", "");
+            let key = key.trim_matches('.').to_owned();
+            at.toml_error(e.inner(), key)
+        })?;
+        validate(raw, &at)
+    }
+}
+
+/// Turns byte spans into `file:line: key: message` errors.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line_of(span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error, key: String) -> ConfigError {
+        let message = e.message().trim().to_owned();
+        // serde names an unknown key only in its message; lift it into the key path.
+        let key = match unknown_field(&message) {
+            Some(field) if key.is_empty() => field.to_owned(),
+            Some(field) if !key.ends_with(field) => format!("{key}.{field}"),
+            _ if key.is_empty() => "(file)".to_owned(),
+            _ => key,
+        };
+        self.err(e.span().unwrap_or(0..0), key, message)
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
+    let nats_url = raw.nats.get_ref().url.clone();
+    if nats_url.get_ref().trim().is_empty() {
+        return Err(at.err(nats_url.span(), "nats.url", "must not be empty"));
+    }
+    let db = raw.database.into_inner();
+    if db.url.get_ref().trim().is_empty() {
+        return Err(at.err(db.url.span(), "database.url", "must not be empty"));
+    }
+    let schema = match db.schema {
+        Some(s) => {
+            check_identifier(s.get_ref()).map_err(|m| at.err(s.span(), "database.schema", m))?;
+            s.into_inner()
+        }
+        None => DatabaseConfig::DEFAULT_SCHEMA.to_owned(),
+    };
+    let pool_size = match db.pool_size {
+        Some(p) => {
+            positive(&p, 1, 1024).map_err(|m| at.err(p.span(), "database.pool_size", m))? as usize
+        }
+        None => DatabaseConfig::DEFAULT_POOL_SIZE,
+    };
+    let connect_timeout =
+        opt_duration(at, db.connect_timeout.as_ref(), "database.connect_timeout")?
+            .unwrap_or(DatabaseConfig::DEFAULT_CONNECT_TIMEOUT);
+    let mut retention: BTreeMap<String, Duration> = RETENTION_DEFAULTS
+        .iter()
+        .map(|(t, d)| ((*t).to_owned(), *d))
+        .collect();
+    for (table, value) in &db.retention {
+        let key = format!("database.retention.{table}");
+        if !retention.contains_key(table) {
+            let known: Vec<&str> = RETENTION_DEFAULTS.iter().map(|(t, _)| *t).collect();
+            return Err(at.err(
+                value.span(),
+                key,
+                format!("unknown table; known: {}", known.join(", ")),
+            ));
+        }
+        retention.insert(table.clone(), duration(at, value, &key)?);
+    }
+    let shutdown_timeout = opt_duration(
+        at,
+        raw.daemon.shutdown_timeout.as_ref(),
+        "daemon.shutdown_timeout",
+    )?
+    .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
+
+    if raw.stream.is_empty() {
+        return Err(at.err(
+            0..0,
+            "stream",
+            "no [[stream]] is configured; the daemon would do nothing",
+        ));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut consumers: HashMap<(String, String), usize> = HashMap::new();
+    let mut streams = Vec::with_capacity(raw.stream.len());
+    for (i, s) in raw.stream.into_iter().enumerate() {
+        let s = s.into_inner();
+        let k = |field: &str| format!("stream[{i}].{field}");
+
+        check_name(s.name.get_ref()).map_err(|m| at.err(s.name.span(), k("name"), m))?;
+        if let Some(first) = names.insert(s.name.get_ref().clone(), i) {
+            return Err(at.err(
+                s.name.span(),
+                k("name"),
+                format!(
+                    "duplicate stream name {:?} (also stream[{first}])",
+                    s.name.get_ref()
+                ),
+            ));
+        }
+        check_name(s.jetstream.get_ref())
+            .map_err(|m| at.err(s.jetstream.span(), k("jetstream"), m))?;
+        check_name(s.consumer.get_ref())
+            .map_err(|m| at.err(s.consumer.span(), k("consumer"), m))?;
+        let pair = (s.jetstream.get_ref().clone(), s.consumer.get_ref().clone());
+        if let Some(first) = consumers.insert(pair, i) {
+            return Err(at.err(
+                s.consumer.span(),
+                k("consumer"),
+                format!(
+                    "duplicate consumer {:?} on JetStream stream {:?} (also stream[{first}]); two pipelines would share one cursor",
+                    s.consumer.get_ref(),
+                    s.jetstream.get_ref()
+                ),
+            ));
+        }
+        if s.subjects.get_ref().is_empty() {
+            return Err(at.err(
+                s.subjects.span(),
+                k("subjects"),
+                "must list at least one subject",
+            ));
+        }
+        let mut subjects = Vec::new();
+        for subject in s.subjects.get_ref() {
+            check_subject(subject.get_ref())
+                .map_err(|m| at.err(subject.span(), k("subjects"), m))?;
+            if subjects.contains(subject.get_ref()) {
+                return Err(at.err(
+                    subject.span(),
+                    k("subjects"),
+                    format!("subject {:?} listed twice", subject.get_ref()),
+                ));
+            }
+            subjects.push(subject.get_ref().clone());
+        }
+        let processor = *s.processor.get_ref();
+        let defaults = processor.batch_defaults();
+        let batch_size = match &s.batch_size {
+            Some(b) => {
+                positive(b, 1, 100_000).map_err(|m| at.err(b.span(), k("batch_size"), m))? as usize
+            }
+            None => defaults.size,
+        };
+        let batch_timeout = opt_duration(at, s.batch_timeout.as_ref(), &k("batch_timeout"))?
+            .unwrap_or(defaults.timeout);
+        let ack_wait = opt_duration(at, s.ack_wait.as_ref(), &k("ack_wait"))?
+            .unwrap_or(StreamConfig::DEFAULT_ACK_WAIT);
+        let batches_in_flight = match &s.batches_in_flight {
+            Some(b) => positive(b, 1, 16)
+                .map_err(|m| at.err(b.span(), k("batches_in_flight"), m))?
+                as usize,
+            None => StreamConfig::DEFAULT_BATCHES_IN_FLIGHT,
+        };
+        // Open batch + queued batches + the one being written must fit, or the pipeline starves.
+        let needed = (batch_size * (batches_in_flight + 2)) as i64;
+        let max_ack_pending = match &s.max_ack_pending {
+            Some(m) => {
+                let v = positive(m, 1, i64::from(i32::MAX))
+                    .map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
+                if v < batch_size as i64 {
+                    return Err(at.err(
+                        m.span(),
+                        k("max_ack_pending"),
+                        format!("{v} is below batch_size {batch_size}: a batch could never fill"),
+                    ));
+                }
+                v
+            }
+            None => needed.max(StreamConfig::MIN_DEFAULT_MAX_ACK_PENDING),
+        };
+        let max_deliver = match &s.max_deliver {
+            Some(m) if *m.get_ref() == -1 || *m.get_ref() >= 1 => *m.get_ref(),
+            Some(m) => {
+                return Err(at.err(
+                    m.span(),
+                    k("max_deliver"),
+                    "must be -1 (unlimited) or at least 1",
+                ));
+            }
+            None => StreamConfig::DEFAULT_MAX_DELIVER,
+        };
+        let nak_delay = opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?
+            .unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
+        let nak_delay_max = opt_duration(at, s.nak_delay_max.as_ref(), &k("nak_delay_max"))?
+            .unwrap_or(StreamConfig::DEFAULT_NAK_DELAY_MAX);
+        if nak_delay_max < nak_delay {
+            let span = s.nak_delay_max.as_ref().map(|d| d.span()).unwrap_or(0..0);
+            return Err(at.err(span, k("nak_delay_max"), "must not be below nak_delay"));
+        }
+        streams.push(StreamConfig {
+            name: s.name.into_inner(),
+            jetstream: s.jetstream.into_inner(),
+            consumer: s.consumer.into_inner(),
+            subjects,
+            processor,
+            batch_size,
+            batch_timeout,
+            ack_wait,
+            max_ack_pending,
+            max_deliver,
+            nak_delay,
+            nak_delay_max,
+            batches_in_flight,
+        });
+    }
+    Ok(Config {
+        source: at.file.to_owned(),
+        nats: NatsConfig {
+            url: nats_url.into_inner(),
+        },
+        database: DatabaseConfig {
+            url: db.url.into_inner(),
+            schema,
+            pool_size,
+            connect_timeout,
+            retention,
+        },
+        daemon: DaemonConfig { shutdown_timeout },
+        streams,
+    })
+}
+
+fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
+    let v = *v.get_ref();
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is out of range {min}..={max}"))
+    }
+}
+
+fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        at.err(
+            value.span(),
+            key,
+            format!(
+                "bad duration {:?}: {e} (write e.g. \"500ms\", \"1s\", \"7d\")",
+                value.get_ref()
+            ),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(at.err(value.span(), key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn opt_duration(
+    at: &Locator<'_>,
+    value: Option<&Spanned<String>>,
+    key: &str,
+) -> Result<Option<Duration>, ConfigError> {
+    value.map(|v| duration(at, v, key)).transpose()
+}
+
+/// JetStream stream and consumer names, and pipeline names: no whitespace, dots, wildcards or path separators.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 255 {
+        return Err("longer than 255 bytes".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"
+        ));
+    }
+    Ok(())
+}
+
+/// A NATS subject filter: non-empty tokens, `*` only as a whole token, `>` only as the last token.
+fn check_subject(subject: &str) -> Result<(), String> {
+    if subject.is_empty() {
+        return Err("empty subject".into());
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() {
+            return Err(format!("subject {subject:?} has an empty token"));
+        }
+        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("subject {subject:?} contains whitespace"));
+        }
+        if (t.contains('*') && *t != "*") || (t.contains('>') && *t != ">") {
+            return Err(format!(
+                "subject {subject:?}: a wildcard must be a whole token"
+            ));
+        }
+        if *t == ">" && i + 1 != tokens.len() {
+            return Err(format!("subject {subject:?}: '>' must be the last token"));
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL schema name: a plain identifier (letters, digits, `_`; not starting with a digit), at most 63
+/// bytes. It is spliced into migrations, so nothing that needs escaping is allowed.
+fn check_identifier(name: &str) -> Result<(), String> {
+    let plain = name
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    if name.is_empty() || name.len() > 63 || !plain {
+        return Err(format!(
+            "{name:?} is not a plain identifier (letters, digits and '_', at most 63 bytes)"
+        ));
+    }
+    Ok(())
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let redacted = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = redact_query_password(tail);
+    format!("{scheme}://{redacted}{tail}")
+}
+
+fn redact_query_password(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[nats]
+url = "nats://127.0.0.1:4222"
+
+[database]
+url = "postgres://postgres@127.0.0.1:5432/serviceradar"
+
+[[stream]]
+name = "telemetry"
+jetstream = "events"
+consumer = "db-event-writer-telemetry"
+subjects = ["telemetry.>"]
+processor = "telemetry"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("streams.toml"), text)
+    }
+
+    fn error_text(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_streams_toml_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("streams.toml");
+        let text = std::fs::read_to_string(&path).expect("streams.toml ships with the crate");
+        let config = Config::parse(&path, &text).expect("shipped streams.toml is valid");
+        assert!(!config.streams.is_empty());
+        assert_eq!(config.database.schema, "platform");
+    }
+
+    #[test]
+    fn defaults_come_from_the_processor() {
+        let config = parse(MINIMAL).unwrap();
+        let s = &config.streams[0];
+        assert_eq!(s.batch_size, 100);
+        assert_eq!(s.batch_timeout, Duration::from_secs(1));
+        assert_eq!(s.ack_wait, Duration::from_secs(30));
+        assert_eq!(s.max_ack_pending, 1000);
+        assert_eq!(config.database.pool_size, 8);
+        assert_eq!(
+            config.database.retention["timeseries_metrics"],
+            Duration::from_secs(7 * 86_400)
+        );
+    }
+
+    #[test]
+    fn large_batches_raise_the_default_max_ack_pending() {
+        let config = parse(&format!("{MINIMAL}batch_size = 5000\n")).unwrap();
+        assert_eq!(config.streams[0].max_ack_pending, 5000 * 4);
+    }
+
+    #[test]
+    fn misspelled_key_names_file_line_and_key() {
+        let text = MINIMAL.replace(
+            "processor = \"telemetry\"",
+            "processor = \"telemetry\"\nbatch_sise = 10",
+        );
+        let e = error_text(&text);
+        assert!(e.starts_with("streams.toml:14: "), "{e}");
+        assert!(e.contains("batch_sise"), "{e}");
+        assert!(e.contains("stream[0]"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = error_text(&format!("{MINIMAL}batch_size = \"lots\"\n"));
+        assert!(
+            e.starts_with("streams.toml:14: stream[0].batch_size: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_processor_is_rejected() {
+        let e =
+            error_text(&MINIMAL.replace("processor = \"telemetry\"", "processor = \"telemetri\""));
+        assert!(
+            e.starts_with("streams.toml:13: stream[0].processor: "),
+            "{e}"
+        );
+        assert!(e.contains("telemetri"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_stream_name_is_rejected() {
+        let second = MINIMAL
+            .split("[[stream]]")
+            .nth(1)
+            .unwrap()
+            .replace("db-event-writer-telemetry", "other");
+        let e = error_text(&format!("{MINIMAL}\n[[stream]]{second}"));
+        assert!(
+            e.contains("stream[1].name: duplicate stream name \"telemetry\""),
+            "{e}"
+        );
+        assert!(e.starts_with("streams.toml:16:"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_consumer_is_rejected() {
+        let second = MINIMAL
+            .split("[[stream]]")
+            .nth(1)
+            .unwrap()
+            .replace("name = \"telemetry\"", "name = \"t2\"");
+        let e = error_text(&format!("{MINIMAL}\n[[stream]]{second}"));
+        assert!(e.contains("stream[1].consumer: duplicate consumer"), "{e}");
+    }
+
+    #[test]
+    fn empty_subjects_are_rejected() {
+        let e = error_text(&MINIMAL.replace("[\"telemetry.>\"]", "[]"));
+        assert!(
+            e.starts_with("streams.toml:12: stream[0].subjects: must list"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_subjects_are_rejected() {
+        for bad in ["telemetry..x", "a.>.b", "a.b*", "with space"] {
+            let e = error_text(&MINIMAL.replace("telemetry.>", bad));
+            assert!(e.contains("stream[0].subjects"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_duration_is_rejected() {
+        let e = error_text(&format!("{MINIMAL}batch_timeout = \"1 fortnight\"\n"));
+        assert!(
+            e.starts_with("streams.toml:14: stream[0].batch_timeout: bad duration"),
+            "{e}"
+        );
+        let e = error_text(&format!("{MINIMAL}batch_timeout = \"0s\"\n"));
+        assert!(e.contains("greater than zero"), "{e}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let e = error_text("[nats]\nurl = \"nats://x\"\n");
+        assert!(e.contains("database"), "{e}");
+    }
+
+    #[test]
+    fn no_streams_is_an_error() {
+        let text = MINIMAL.split("[[stream]]").next().unwrap();
+        assert!(error_text(text).contains("no [[stream]]"));
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let e = error_text(
+            &MINIMAL
+                .replace("pool", "x")
+                .replace("[database]", "[database"),
+        );
+        assert!(e.starts_with("streams.toml:5:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_retention_table_is_rejected() {
+        let text = MINIMAL.replace(
+            "[database]\nurl = \"postgres://postgres@127.0.0.1:5432/serviceradar\"",
+            "[database]\nurl = \"postgres://x\"\nretention = { nope = \"1d\" }",
+        );
+        assert!(error_text(&text).contains("database.retention.nope: unknown table"));
+    }
+
+    #[test]
+    fn max_ack_pending_below_batch_size_is_rejected() {
+        let e = error_text(&format!(
+            "{MINIMAL}batch_size = 500\nmax_ack_pending = 100\n"
+        ));
+        assert!(e.contains("stream[0].max_ack_pending"), "{e}");
+    }
+
+    #[test]
+    fn nak_delay_doubles_and_caps() {
+        let s = parse(MINIMAL).unwrap().streams.remove(0);
+        assert_eq!(s.nak_delay_for(1), Duration::from_secs(1));
+        assert_eq!(s.nak_delay_for(2), Duration::from_secs(2));
+        assert_eq!(s.nak_delay_for(4), Duration::from_secs(8));
+        assert_eq!(s.nak_delay_for(100), Duration::from_secs(60));
+        assert_eq!(s.nak_delay_for(0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("nats://tok@h:4222"), "nats://***@h:4222");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=pw"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        let config = parse(&MINIMAL.replace("postgres@", "postgres:hunter2@")).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

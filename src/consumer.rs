@@ -1,0 +1,309 @@
+//! One stream's pipeline: pull → decode → batch → write in one transaction → ack after commit.
+//!
+//! Two tasks per stream joined by a bounded channel: the reader fetches, decodes and batches; the writer
+//! commits batches and only then acks their messages. While one batch is written the next is fetched and
+//! decoded; when the writer falls behind, the full channel stops the reader, so a slow database slows fetching
+//! instead of growing memory (and JetStream's `max_ack_pending` bounds what is delivered but unacked).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+use async_nats::jetstream::message::{AckKind, Acker};
+use async_nats::jetstream::{self, Message};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::batch::{Batch, Batcher};
+use crate::config::StreamConfig;
+use crate::db::{ErrorClass, WriteError};
+use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
+use crate::processor::telemetry::Telemetry;
+use crate::processor::{Incoming, Processor, ProcessorKind};
+
+/// What every stream task shares: the JetStream context, the one pool, and where tables live.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// JetStream context on the daemon's one NATS connection.
+    pub js: jetstream::Context,
+    /// The one PostgreSQL pool.
+    pub pool: Pool,
+    /// Schema of the tables.
+    pub schema: String,
+    /// Subjects to create each missing JetStream stream with (union over its `[[stream]]`s).
+    pub jetstream_subjects: Arc<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+/// Why a stream task stopped (the supervisor restarts it).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Setting up the JetStream stream or consumer failed.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// Pulling messages failed.
+    #[error("pulling messages: {0}")]
+    Pull(String),
+    /// The message stream ended.
+    #[error("the pull subscription ended")]
+    Ended,
+    /// The writer task died (a bug: it handles every error itself).
+    #[error("the writer task stopped unexpectedly: {0}")]
+    WriterDied(String),
+}
+
+/// Runs the pipeline of one `[[stream]]` until `shutdown`, then flushes, commits and acks what it holds.
+pub async fn run_stream(
+    cfg: &StreamConfig,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    // The closed set of processors, dispatched once per stream task: the pipeline is monomorphised per kind.
+    match cfg.processor {
+        ProcessorKind::Telemetry => {
+            pipeline(Telemetry::new(&shared.schema), cfg, shared, shutdown).await
+        }
+    }
+}
+
+/// A message waiting in a batch: its acker and what to say about it.
+pub struct Pending {
+    acker: Acker,
+    subject: async_nats::Subject,
+    sequence: u64,
+    delivered: i64,
+}
+
+type RowBatch<P> = Batch<<P as Processor>::Row, Pending>;
+
+async fn pipeline<P: Processor>(
+    processor: P,
+    cfg: &StreamConfig,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    let subjects = shared
+        .jetstream_subjects
+        .get(&cfg.jetstream)
+        .map(Vec::as_slice)
+        .unwrap_or(&cfg.subjects);
+    let js_stream = ensure_stream(&shared.js, &cfg.jetstream, subjects).await?;
+    let consumer = ensure_consumer(&js_stream, cfg).await?;
+    tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, "consuming");
+
+    let processor = Arc::new(processor);
+    let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
+    let writer = Writer {
+        processor: Arc::clone(&processor),
+        pool: shared.pool.clone(),
+        cfg: cfg.clone(),
+    };
+    let writer = tokio::spawn(
+        writer
+            .run(rx)
+            .instrument(tracing::info_span!("writer", stream = %cfg.name)),
+    );
+
+    let result = read(&*processor, &consumer, cfg, &tx, shutdown).await;
+    // Closing the channel lets the writer finish the queued batches (commit, then ack) and stop.
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| StreamError::WriterDied(e.to_string()));
+    result.and(written)
+}
+
+/// Fetches, decodes and batches until shutdown or a pull error; always hands the open batch to the writer.
+async fn read<P: Processor>(
+    processor: &P,
+    consumer: &PullConsumer,
+    cfg: &StreamConfig,
+    tx: &mpsc::Sender<RowBatch<P>>,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    let per_pull = cfg
+        .batch_size
+        .min(usize::try_from(cfg.max_ack_pending).unwrap_or(usize::MAX))
+        .max(1);
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(per_pull)
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| StreamError::Pull(e.to_string()))?;
+    let mut batcher: Batcher<P::Row, Pending> = Batcher::new(cfg.batch_size, cfg.batch_timeout);
+    let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+
+    let result = loop {
+        let deadline = batcher.deadline();
+        tokio::select! {
+            // Why biased, shutdown first: once asked to stop, fetch nothing more; the open batch is flushed below.
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            // Why: a partial batch must not wait for more traffic longer than batch_timeout.
+            _ = tokio::time::sleep_until(deadline.unwrap_or(far_future)), if deadline.is_some() => {
+                if let Some(batch) = batcher.take()
+                    && tx.send(batch).await.is_err()
+                {
+                    break Err(StreamError::WriterDied("channel closed".into()));
+                }
+            }
+            next = messages.next() => match next {
+                Some(Ok(msg)) => {
+                    if let Some(batch) = accept(processor, msg, &mut batcher, cfg).await
+                        // Why await: a full channel is the backpressure that keeps memory flat.
+                        && tx.send(batch).await.is_err()
+                    {
+                        break Err(StreamError::WriterDied("channel closed".into()));
+                    }
+                }
+                Some(Err(e)) if matches!(e.kind(), MessagesErrorKind::MissingHeartbeat) => {
+                    tracing::warn!(stream = %cfg.name, "missed JetStream heartbeats (NATS unreachable?); still pulling");
+                }
+                Some(Err(e)) => break Err(StreamError::Pull(e.to_string())),
+                None => break Err(StreamError::Ended),
+            },
+        }
+    };
+    // Whatever stopped us, what was already decoded is committed and acked rather than left to ack_wait.
+    if let Some(batch) = batcher.take() {
+        tracing::debug!(stream = %cfg.name, messages = batch.msgs.len(), "flushing the open batch");
+        let _ = tx.send(batch).await;
+    }
+    result
+}
+
+/// Decodes one message into the open batch; an undecodable one is terminated at once (it can never succeed).
+async fn accept<P: Processor>(
+    processor: &P,
+    msg: Message,
+    batcher: &mut Batcher<P::Row, Pending>,
+    cfg: &StreamConfig,
+) -> Option<RowBatch<P>> {
+    let (sequence, delivered, published) = match msg.info() {
+        Ok(info) => (
+            info.stream_sequence,
+            info.delivered,
+            published_at(info.published.unix_timestamp_nanos()),
+        ),
+        Err(_) => (0, 1, Utc::now()),
+    };
+    let (message, acker) = msg.split();
+    let incoming = Incoming {
+        subject: message.subject.as_str(),
+        payload: &message.payload,
+        published,
+    };
+    let before = batcher.row_count();
+    match processor.decode(&incoming, batcher.rows_mut()) {
+        Ok(()) => {
+            let pending = Pending {
+                acker,
+                subject: message.subject.clone(),
+                sequence,
+                delivered,
+            };
+            batcher.push(pending, before, Instant::now())
+        }
+        Err(e) => {
+            batcher.rows_mut().truncate(before);
+            tracing::error!(
+                stream = %cfg.name, subject = %message.subject, sequence, error = %e,
+                "undecodable message terminated (it will not be redelivered)"
+            );
+            // Why Term, not NAK: a payload that cannot decode never will; NAKing it would loop forever.
+            if let Err(e) = acker.ack_with(AckKind::Term).await {
+                tracing::warn!(stream = %cfg.name, sequence, error = %e, "could not terminate message; it will be redelivered and terminated again");
+            }
+            None
+        }
+    }
+}
+
+fn published_at(nanos: i128) -> DateTime<Utc> {
+    let secs = nanos.div_euclid(1_000_000_000) as i64;
+    DateTime::from_timestamp(secs, nanos.rem_euclid(1_000_000_000) as u32).unwrap_or_else(Utc::now)
+}
+
+/// Commits batches and settles their messages: ack after commit, NAK with delay on a transient error,
+/// bisection on a permanent one so that only the refused messages are terminated.
+struct Writer<P> {
+    processor: Arc<P>,
+    pool: Pool,
+    cfg: StreamConfig,
+}
+
+impl<P: Processor> Writer<P> {
+    async fn run(self, mut rx: mpsc::Receiver<RowBatch<P>>) {
+        while let Some(batch) = rx.recv().await {
+            self.write_batch(batch).await;
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %self.cfg.name, batch_rows = batch.rows.len(), batch_msgs = batch.msgs.len()))]
+    async fn write_batch(&self, batch: RowBatch<P>) {
+        let mut todo: Vec<Range<usize>> = vec![0..batch.msgs.len()];
+        while let Some(range) = todo.pop() {
+            match self.commit(batch.rows_of(range.clone())).await {
+                Ok(inserted) => {
+                    tracing::debug!(messages = range.len(), inserted, "committed");
+                    // Why here: the transaction holding these rows has committed; only now may JetStream forget them.
+                    for entry in &batch.msgs[range] {
+                        if let Err(e) = entry.msg.acker.ack().await {
+                            tracing::warn!(sequence = entry.msg.sequence, error = %e, "ack failed after commit; the redelivery will be skipped as a duplicate");
+                        }
+                    }
+                }
+                Err(e) if e.class() == ErrorClass::Permanent && range.len() > 1 => {
+                    // One bad row must not sink the batch: split until the refused messages are alone.
+                    let mid = range.start + range.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+                Err(e) if e.class() == ErrorClass::Permanent => {
+                    let entry = &batch.msgs[range.start];
+                    tracing::error!(
+                        subject = %entry.msg.subject, sequence = entry.msg.sequence, sqlstate = e.sqlstate().unwrap_or(""),
+                        error = %e, "database refused the message's rows; terminated (it will not be redelivered)"
+                    );
+                    if let Err(e) = entry.msg.acker.ack_with(AckKind::Term).await {
+                        tracing::warn!(sequence = entry.msg.sequence, error = %e, "could not terminate message");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        messages = range.len(), class = ?e.class(), sqlstate = e.sqlstate().unwrap_or(""), error = %e,
+                        "batch not written; messages NAKed with a delay"
+                    );
+                    for entry in &batch.msgs[range] {
+                        // Why a delay: an immediate NAK would redeliver at once and spin against a failing database.
+                        let delay = self.cfg.nak_delay_for(entry.msg.delivered);
+                        if let Err(e) = entry.msg.acker.ack_with(AckKind::Nak(Some(delay))).await {
+                            tracing::warn!(sequence = entry.msg.sequence, error = %e, "NAK failed; the message returns after ack_wait");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes rows in one transaction. Messages without rows need no write.
+    async fn commit(&self, rows: &[P::Row]) -> Result<u64, WriteError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let inserted = self.processor.write(&tx, rows).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}

@@ -1,0 +1,157 @@
+//! The one shared PostgreSQL pool, and the class of every database error: retry, permanent or breaker.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::config::{DatabaseConfig, redact_url};
+
+/// Errors building the pool.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The URL does not parse.
+    #[error("database.url {url}: {source}")]
+    BadUrl {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        source: tokio_postgres::Error,
+    },
+    /// deadpool refused the settings.
+    #[error("cannot build the connection pool: {0}")]
+    Build(String),
+}
+
+/// The parsed connection settings (with our connect timeout and application name).
+pub fn pg_config(db: &DatabaseConfig) -> Result<tokio_postgres::Config, DbSetupError> {
+    let mut pg =
+        tokio_postgres::Config::from_str(&db.url).map_err(|source| DbSetupError::BadUrl {
+            url: redact_url(&db.url),
+            source,
+        })?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(db.connect_timeout);
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("db-event-writer");
+    }
+    Ok(pg)
+}
+
+/// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down.
+pub fn pool(db: &DatabaseConfig) -> Result<Pool, DbSetupError> {
+    let manager = Manager::from_config(
+        pg_config(db)?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(db.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(db.connect_timeout))
+        .create_timeout(Some(db.connect_timeout))
+        .recycle_timeout(Some(db.connect_timeout))
+        .build()
+        .map_err(|e| DbSetupError::Build(e.to_string()))
+}
+
+/// What to do about a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Transient (deadlock, serialization, lock or statement timeout): the same write may succeed soon.
+    Retry,
+    /// The rows themselves are refused (22xxx data, 23xxx constraint): retrying cannot help.
+    Permanent,
+    /// The database is unreachable or going away (08xxx, 57P0x, 53xxx, closed connection, pool timeout).
+    Breaker,
+}
+
+/// A failed write: the pool or PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No connection could be had.
+    #[error("no database connection: {0}")]
+    Pool(#[from] PoolError),
+    /// PostgreSQL (or the connection to it) failed the statement.
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+impl WriteError {
+    /// How to react to it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            WriteError::Pool(_) => ErrorClass::Breaker,
+            WriteError::Postgres(e) => classify(e),
+        }
+    }
+
+    /// The SQLSTATE, when PostgreSQL gave one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            WriteError::Postgres(e) => e.code().map(SqlState::code),
+            WriteError::Pool(_) => None,
+        }
+    }
+}
+
+/// Classifies a tokio-postgres error by SQLSTATE and connection state.
+pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
+    if e.is_closed() {
+        return ErrorClass::Breaker;
+    }
+    let Some(code) = e.code() else {
+        // No SQLSTATE: an I/O or protocol failure on the connection.
+        return ErrorClass::Breaker;
+    };
+    classify_sqlstate(code.code())
+}
+
+/// Classifies a SQLSTATE code.
+pub fn classify_sqlstate(code: &str) -> ErrorClass {
+    match code {
+        "40001" | "40P01" | "55P03" | "57014" => ErrorClass::Retry,
+        c if c.starts_with("22") || c.starts_with("23") => ErrorClass::Permanent,
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
+            ErrorClass::Breaker
+        }
+        // Anything else (a missing table, a permission) is an operator problem: retry with backoff, never drop.
+        _ => ErrorClass::Retry,
+    }
+}
+
+/// The server's message with its SQLSTATE, or the client error.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_fall_into_their_classes() {
+        for (code, class) in [
+            ("40001", ErrorClass::Retry),
+            ("40P01", ErrorClass::Retry),
+            ("55P03", ErrorClass::Retry),
+            ("22P02", ErrorClass::Permanent),
+            ("22021", ErrorClass::Permanent),
+            ("23505", ErrorClass::Permanent),
+            ("23502", ErrorClass::Permanent),
+            ("08006", ErrorClass::Breaker),
+            ("57P01", ErrorClass::Breaker),
+            ("53300", ErrorClass::Breaker),
+            ("42P01", ErrorClass::Retry),
+        ] {
+            assert_eq!(classify_sqlstate(code), class, "{code}");
+        }
+    }
+}

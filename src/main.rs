@@ -1,0 +1,144 @@
+//! `db-event-writer run|validate|migrate [--config PATH]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use db_event_writer::config::Config;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "db-event-writer",
+    version,
+    about = "NATS JetStream → PostgreSQL/TimescaleDB, acked only after commit"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "DB_EVENT_WRITER_CONFIG",
+        default_value = "streams.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM/SIGINT.
+    Run,
+    /// Check the configuration; print one line per stream (for ExecStartPre).
+    Validate,
+    /// Apply the embedded schema migrations (idempotent).
+    Migrate,
+}
+
+/// Exit code for an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match cli.command {
+        Command::Validate => {
+            println!(
+                "{}: valid, {} stream(s)",
+                config.source.display(),
+                config.streams.len()
+            );
+            for s in &config.streams {
+                println!("{}", s.summary());
+            }
+            Ok(())
+        }
+        Command::Migrate => runtime().and_then(|rt| rt.block_on(migrate(config))),
+        Command::Run => runtime().and_then(|rt| rt.block_on(run(config))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let report = db_event_writer::migrate::migrate(&config.database).await?;
+    println!(
+        "migrated schema {}: {} applied now ({}), timescaledb {}{}",
+        config.database.schema,
+        report.applied.len(),
+        if report.applied.is_empty() {
+            "already up to date".to_owned()
+        } else {
+            report.applied.join(", ")
+        },
+        if report.timescaledb {
+            "installed"
+        } else {
+            "not installed (plain tables)"
+        },
+        if report.retention_changed.is_empty() {
+            String::new()
+        } else {
+            format!(", retention set on {}", report.retention_changed.join(", "))
+        },
+    );
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    db_event_writer::run(config, shutdown).await?;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (messages not acked are redelivered).
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::warn!("second signal: exiting now without waiting for open batches");
+    std::process::exit(130);
+}

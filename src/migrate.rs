@@ -1,0 +1,272 @@
+//! Schema migrations, embedded in the binary: applied in order, each in its own transaction, recorded in
+//! `<schema>.db_event_writer_migrations`; running `migrate` twice is a no-op. Then retention policies from
+//! `[database.retention]` when TimescaleDB is installed.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::config::DatabaseConfig;
+use crate::db::{DbSetupError, pg_config};
+use crate::processor::quote_ident;
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Applied in increasing order.
+    pub version: i64,
+    /// File name, for the record.
+    pub name: &'static str,
+    /// SQL with `@schema@` standing for the quoted schema.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_timeseries_metrics.sql",
+    sql: include_str!("../migrations/0001_timeseries_metrics.sql"),
+}];
+
+/// Errors of `migrate`.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// Bad settings.
+    #[error(transparent)]
+    Setup(#[from] DbSetupError),
+    /// The database failed a statement.
+    #[error("{context}: {source}")]
+    Sql {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: tokio_postgres::Error,
+    },
+    /// A recorded migration differs from the embedded one.
+    #[error(
+        "migration {version} ({name}) was applied with different content (checksum {recorded}, now {embedded}); refusing to continue"
+    )]
+    Changed {
+        /// Version.
+        version: i64,
+        /// File name.
+        name: &'static str,
+        /// Checksum in the database.
+        recorded: String,
+        /// Checksum of the embedded file.
+        embedded: String,
+    },
+}
+
+/// What `migrate` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Migrations applied now (names).
+    pub applied: Vec<&'static str>,
+    /// Whether TimescaleDB is installed in the database.
+    pub timescaledb: bool,
+    /// Retention policies added or changed now (tables).
+    pub retention_changed: Vec<String>,
+}
+
+fn sql_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
+    let context = context.into();
+    move |source| MigrateError::Sql { context, source }
+}
+
+/// Connects (one connection, not the pool) and migrates.
+pub async fn migrate(db: &DatabaseConfig) -> Result<MigrateReport, MigrateError> {
+    let (client, connection) = pg_config(db)?
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(sql_err("connect"))?;
+    let conn = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "migration connection ended with an error");
+        }
+    });
+    let result = migrate_with(&client, db).await;
+    drop(client);
+    let _ = conn.await;
+    result
+}
+
+/// Migrates through an open connection.
+pub async fn migrate_with(
+    client: &Client,
+    db: &DatabaseConfig,
+) -> Result<MigrateReport, MigrateError> {
+    let schema = quote_ident(&db.schema);
+    // One migrator at a time per database (two replicas starting together, or `make run` beside a test).
+    client
+        .execute(
+            "SELECT pg_advisory_lock(hashtext('db-event-writer migrate'))",
+            &[],
+        )
+        .await
+        .map_err(sql_err("take the migration lock"))?;
+    let result = apply(client, db, &schema).await;
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('db-event-writer migrate'))",
+            &[],
+        )
+        .await;
+    result
+}
+
+async fn apply(
+    client: &Client,
+    db: &DatabaseConfig,
+    schema: &str,
+) -> Result<MigrateReport, MigrateError> {
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.db_event_writer_migrations (
+               version    BIGINT      PRIMARY KEY,
+               name       TEXT        NOT NULL,
+               checksum   TEXT        NOT NULL,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )"
+        ))
+        .await
+        .map_err(sql_err(format!("create schema {schema}")))?;
+    let recorded = client
+        .query(
+            &format!("SELECT version, checksum FROM {schema}.db_event_writer_migrations"),
+            &[],
+        )
+        .await
+        .map_err(sql_err("read applied migrations"))?;
+    let mut report = MigrateReport::default();
+    for m in MIGRATIONS {
+        let sql = m.sql.replace("@schema@", schema);
+        let checksum = checksum(m.sql);
+        if let Some(row) = recorded.iter().find(|r| r.get::<_, i64>(0) == m.version) {
+            let was: String = row.get(1);
+            if was != checksum {
+                return Err(MigrateError::Changed {
+                    version: m.version,
+                    name: m.name,
+                    recorded: was,
+                    embedded: checksum,
+                });
+            }
+            continue;
+        }
+        let body = format!(
+            "BEGIN;\n{sql}\n;INSERT INTO {schema}.db_event_writer_migrations (version, name, checksum) VALUES ({}, '{}', '{}');\nCOMMIT;",
+            m.version, m.name, checksum
+        );
+        if let Err(e) = client.batch_execute(&body).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(MigrateError::Sql {
+                context: format!("apply {}", m.name),
+                source: e,
+            });
+        }
+        tracing::info!(migration = m.name, "applied migration");
+        report.applied.push(m.name);
+    }
+    report.timescaledb = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+            &[],
+        )
+        .await
+        .map_err(sql_err("look for timescaledb"))?
+        .get(0);
+    if report.timescaledb {
+        for (table, keep) in &db.retention {
+            if set_retention(client, &db.schema, table, *keep).await? {
+                report.retention_changed.push(table.clone());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Makes the table's retention policy `keep`; returns whether anything changed.
+async fn set_retention(
+    client: &Client,
+    schema: &str,
+    table: &str,
+    keep: Duration,
+) -> Result<bool, MigrateError> {
+    let relation = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let interval = format!("{} seconds", keep.as_secs());
+    let current = client
+        .query_opt(
+            "SELECT (config->>'drop_after')::interval = $3::text::interval
+               FROM timescaledb_information.jobs
+              WHERE proc_name = 'policy_retention' AND hypertable_schema = $1 AND hypertable_name = $2",
+            &[&schema, &table, &interval],
+        )
+        .await
+        .map_err(sql_err(format!("read the retention policy of {relation}")))?;
+    if let Some(row) = current {
+        if row.get::<_, Option<bool>>(0) == Some(true) {
+            return Ok(false);
+        }
+        client
+            .execute(
+                "SELECT remove_retention_policy($1::text::regclass, if_exists => true)",
+                &[&relation],
+            )
+            .await
+            .map_err(sql_err(format!(
+                "remove the retention policy of {relation}"
+            )))?;
+    }
+    client
+        .execute(
+            "SELECT add_retention_policy($1::text::regclass, $2::text::interval)",
+            &[&relation, &interval],
+        )
+        .await
+        .map_err(sql_err(format!("add a retention policy to {relation}")))?;
+    tracing::info!(table = %relation, keep = %humantime::format_duration(keep), "retention policy set");
+    Ok(true)
+}
+
+/// A stable fingerprint of a migration's text (FNV-1a 64, hex): detects edits, not attacks.
+fn checksum(sql: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sql.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_use_the_schema_placeholder() {
+        let mut last = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > last, "{} out of order", m.name);
+            last = m.version;
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{}",
+                m.name
+            );
+            assert!(
+                !m.sql.contains("platform."),
+                "{} hard-codes the schema",
+                m.name
+            );
+            assert!(m.sql.contains("@schema@"), "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn checksum_is_stable() {
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_ne!(checksum("a"), checksum("b"));
+    }
+}

@@ -1,0 +1,385 @@
+//! JSON helpers shared by the processors: flexible timestamps, numbers that may be strings, and the text
+//! PostgreSQL's `jsonb` gives a value (`jsonb_each_text`, `jsonb::text`), reproduced byte for byte.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::value::RawValue;
+
+use super::DecodeError;
+
+/// Parses a timestamp: RFC 3339 / ISO 8601 text (UTC when no offset), or an epoch number (or numeric string)
+/// whose unit is told by its size: > 1e18 nanoseconds, > 1e15 microseconds, > 1e12 milliseconds, else seconds.
+pub fn parse_timestamp(raw: &RawValue) -> Result<Option<DateTime<Utc>>, DecodeError> {
+    let text = raw.get().trim();
+    if text == "null" {
+        return Ok(None);
+    }
+    if text.starts_with('"') {
+        let s: String =
+            serde_json::from_str(text).map_err(|e| DecodeError::new(format!("timestamp: {e}")))?;
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
+            return epoch(s).map(Some);
+        }
+        return parse_iso8601(s).map(Some);
+    }
+    epoch(text).map(Some)
+}
+
+fn parse_iso8601(s: &str) -> Result<DateTime<Utc>, DecodeError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Ok(Utc.from_utc_datetime(&t));
+        }
+    }
+    Err(DecodeError::new(format!(
+        "timestamp {s:?} is neither RFC 3339 nor an epoch number"
+    )))
+}
+
+fn epoch(text: &str) -> Result<DateTime<Utc>, DecodeError> {
+    let bad = || DecodeError::new(format!("timestamp {text} is not a valid epoch time"));
+    // Integers are read exactly: nanosecond epochs do not fit an f64's 53 bits.
+    let nanos: i128 = if let Ok(i) = text.parse::<i128>() {
+        let a = i.unsigned_abs();
+        if a > 1_000_000_000_000_000_000 {
+            i
+        } else if a > 1_000_000_000_000_000 {
+            i * 1_000
+        } else if a > 1_000_000_000_000 {
+            i * 1_000_000
+        } else {
+            i * 1_000_000_000
+        }
+    } else {
+        let f: f64 = text.parse().map_err(|_| bad())?;
+        if !f.is_finite() {
+            return Err(bad());
+        }
+        let a = f.abs();
+        let scale = if a > 1e18 {
+            1.0
+        } else if a > 1e15 {
+            1e3
+        } else if a > 1e12 {
+            1e6
+        } else {
+            1e9
+        };
+        (f * scale).round() as i128
+    };
+    let secs = nanos.div_euclid(1_000_000_000);
+    let sub = nanos.rem_euclid(1_000_000_000) as u32;
+    let secs = i64::try_from(secs).map_err(|_| bad())?;
+    DateTime::<Utc>::from_timestamp(secs, sub).ok_or_else(bad)
+}
+
+/// A number given as a JSON number or a numeric string; must be finite.
+pub fn parse_f64(field: &str, raw: &RawValue) -> Result<Option<f64>, DecodeError> {
+    let text = raw.get().trim();
+    let v = match text.as_bytes().first() {
+        Some(b'"') => {
+            let s: String = serde_json::from_str(text)
+                .map_err(|e| DecodeError::new(format!("{field}: {e}")))?;
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            // Rust would accept "NaN" and "inf"; PostgreSQL would store them; ServiceRadar would not.
+            if !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+            {
+                return Err(DecodeError::new(format!("{field}: {s:?} is not a number")));
+            }
+            s.parse::<f64>()
+                .map_err(|_| DecodeError::new(format!("{field}: {s:?} is not a number")))?
+        }
+        Some(b'n') if text == "null" => return Ok(None),
+        _ => text
+            .parse::<f64>()
+            .map_err(|_| DecodeError::new(format!("{field}: {text} is not a number")))?,
+    };
+    if v.is_finite() {
+        Ok(Some(v))
+    } else {
+        Err(DecodeError::new(format!("{field}: {text} is out of range")))
+    }
+}
+
+/// Rejects a string PostgreSQL cannot store in `text` (a NUL character).
+pub fn check_text(field: &str, s: &str) -> Result<(), DecodeError> {
+    if s.contains('\0') {
+        return Err(DecodeError::new(format!(
+            "{field}: contains a NUL character, which PostgreSQL text cannot hold"
+        )));
+    }
+    Ok(())
+}
+
+/// Rejects JSON that PostgreSQL's `jsonb` refuses (`\u0000`).
+pub fn check_jsonb(field: &str, raw: &str) -> Result<(), DecodeError> {
+    if raw.contains("\\u0000") {
+        return Err(DecodeError::new(format!(
+            "{field}: contains \\u0000, which PostgreSQL jsonb refuses"
+        )));
+    }
+    Ok(())
+}
+
+/// What `jsonb_each_text` yields for a value: `None` for JSON null, the unescaped text of a string, and the
+/// `jsonb` output form of anything else (numbers as PostgreSQL `numeric` prints them, containers with sorted keys).
+pub fn jsonb_each_text(raw: &RawValue) -> Result<Option<String>, DecodeError> {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        Some(b'n') => Ok(None),
+        Some(b'"') => serde_json::from_str::<String>(text)
+            .map(Some)
+            .map_err(|e| DecodeError::new(e.to_string())),
+        _ => {
+            let mut out = String::new();
+            write_jsonb(raw, &mut out)?;
+            Ok(Some(out))
+        }
+    }
+}
+
+/// Writes `raw` as PostgreSQL prints a `jsonb` value.
+pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> {
+    let text = raw.get().trim();
+    let bad = |e: serde_json::Error| DecodeError::new(format!("bad JSON: {e}"));
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            // jsonb keeps the last of duplicate keys and orders keys by length, then bytes.
+            let map: std::collections::BTreeMap<String, &RawValue> =
+                serde_json::from_str(text).map_err(bad)?;
+            let mut entries: Vec<(&String, &&RawValue)> = map.iter().collect();
+            entries.sort_by(|a, b| {
+                a.0.len()
+                    .cmp(&b.0.len())
+                    .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+            });
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_string(k, out);
+                out.push_str(": ");
+                write_jsonb(v, out)?;
+            }
+            out.push('}');
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(bad)?;
+            out.push('[');
+            for (i, v) in items.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_jsonb(v, out)?;
+            }
+            out.push(']');
+        }
+        Some(b'"') => {
+            let s: String = serde_json::from_str(text).map_err(bad)?;
+            write_json_string(&s, out);
+        }
+        Some(b't' | b'f' | b'n') => out.push_str(text),
+        _ => out.push_str(
+            &pg_numeric_text(text)
+                .ok_or_else(|| DecodeError::new(format!("bad JSON number {text}")))?,
+        ),
+    }
+    Ok(())
+}
+
+/// PostgreSQL's `escape_json`.
+fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// How PostgreSQL's `numeric` prints a JSON number literal: exponent applied, scale kept
+/// (`1.50` → `1.50`, `1e2` → `100`, `1.5e-3` → `0.0015`, `-0` → `0`).
+pub fn pg_numeric_text(literal: &str) -> Option<String> {
+    let (negative, rest) = match literal.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, literal),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty()
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    if exponent.abs() > 100_000 {
+        return None;
+    }
+    // All digits with the decimal point `point` digits from the left.
+    let digits: String = format!("{int_part}{frac_part}");
+    let point = int_part.len() as i64 + exponent;
+    let scale = (frac_part.len() as i64 - exponent).max(0) as usize;
+    let (int_digits, frac_digits): (String, String) = if point <= 0 {
+        (
+            String::new(),
+            format!("{}{}", "0".repeat((-point) as usize), digits),
+        )
+    } else if point as usize >= digits.len() {
+        (
+            format!("{}{}", digits, "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
+    } else {
+        (
+            digits[..point as usize].to_owned(),
+            digits[point as usize..].to_owned(),
+        )
+    };
+    let int_digits = int_digits.trim_start_matches('0');
+    let int_digits = if int_digits.is_empty() {
+        "0"
+    } else {
+        int_digits
+    };
+    let mut frac: String = frac_digits.chars().take(scale).collect();
+    while frac.len() < scale {
+        frac.push('0');
+    }
+    let is_zero = int_digits == "0" && frac.bytes().all(|b| b == b'0');
+    let mut out = String::new();
+    if negative && !is_zero {
+        out.push('-');
+    }
+    out.push_str(int_digits);
+    if scale > 0 {
+        out.push('.');
+        out.push_str(&frac);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    fn ts(s: &str) -> DateTime<Utc> {
+        parse_timestamp(&raw(s)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn timestamps_in_every_accepted_form() {
+        let expected = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        for form in [
+            "\"2024-01-01T00:00:00Z\"",
+            "\"2024-01-01T01:00:00+01:00\"",
+            "\"2024-01-01 00:00:00Z\"",
+            "\"2024-01-01T00:00:00\"",
+            "\"2024-01-01T00:00:00.000Z\"",
+            "1704067200",
+            "1704067200.0",
+            "1704067200000",
+            "1704067200000000",
+            "1704067200000000000",
+            "\"1704067200\"",
+        ] {
+            assert_eq!(ts(form), expected, "{form}");
+        }
+        assert_eq!(
+            ts("1704067200123456789").timestamp_subsec_nanos(),
+            123_456_789
+        );
+        assert_eq!(parse_timestamp(&raw("null")).unwrap(), None);
+        assert_eq!(parse_timestamp(&raw("\"\"")).unwrap(), None);
+        assert!(parse_timestamp(&raw("\"yesterday\"")).is_err());
+        assert!(parse_timestamp(&raw("true")).is_err());
+        assert!(parse_timestamp(&raw("1e400")).is_err());
+    }
+
+    #[test]
+    fn numbers_may_be_strings() {
+        assert_eq!(parse_f64("v", &raw("45.5")).unwrap(), Some(45.5));
+        assert_eq!(parse_f64("v", &raw("\" 45.5 \"")).unwrap(), Some(45.5));
+        assert_eq!(parse_f64("v", &raw("null")).unwrap(), None);
+        assert!(parse_f64("v", &raw("\"NaN\"")).is_err());
+        assert!(parse_f64("v", &raw("\"inf\"")).is_err());
+        assert!(parse_f64("v", &raw("\"12abc\"")).is_err());
+        assert!(parse_f64("v", &raw("true")).is_err());
+        assert!(parse_f64("v", &raw("{}")).is_err());
+    }
+
+    #[test]
+    fn numeric_text_matches_postgres() {
+        for (literal, pg) in [
+            ("1", "1"),
+            ("1.50", "1.50"),
+            ("1e2", "100"),
+            ("1E+2", "100"),
+            ("1.5e1", "15"),
+            ("1.50e1", "15.0"),
+            ("1.5e-3", "0.0015"),
+            ("-0", "0"),
+            ("-0.0", "0.0"),
+            ("007", "7"),
+            ("-12.340", "-12.340"),
+            ("0.1", "0.1"),
+            ("123e-2", "1.23"),
+        ] {
+            assert_eq!(pg_numeric_text(literal).as_deref(), Some(pg), "{literal}");
+        }
+        assert_eq!(pg_numeric_text("abc"), None);
+    }
+
+    #[test]
+    fn jsonb_text_sorts_keys_by_length_then_bytes() {
+        let v =
+            raw(r#"{"bb": 1, "a": [1, 2.50, "x\ty"], "c": {"z": null, "y": true}, "a": "dup"}"#);
+        assert_eq!(
+            jsonb_each_text(&v).unwrap().unwrap(),
+            r#"{"a": "dup", "c": {"y": true, "z": null}, "bb": 1}"#
+        );
+        assert_eq!(
+            jsonb_each_text(&raw("\"plain\\u00e9\"")).unwrap().unwrap(),
+            "plainé"
+        );
+        assert_eq!(jsonb_each_text(&raw("null")).unwrap(), None);
+        assert_eq!(
+            jsonb_each_text(&raw("[\"\\u0001\"]")).unwrap().unwrap(),
+            "[\"\\u0001\"]"
+        );
+    }
+}

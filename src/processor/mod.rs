@@ -1,0 +1,105 @@
+//! Processors: a closed set, named by `processor = "..."` in streams.toml and dispatched from one `match`
+//! (see [`crate::consumer::run_stream`]). Each one decodes a message into rows and writes a slice of rows inside
+//! the caller's transaction.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+pub mod json;
+pub mod telemetry;
+
+/// The processors `streams.toml` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessorKind {
+    /// Telemetry JSON → `timeseries_metrics`.
+    Telemetry,
+}
+
+impl ProcessorKind {
+    /// Every kind, for help texts.
+    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry];
+
+    /// The name used in streams.toml.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProcessorKind::Telemetry => "telemetry",
+        }
+    }
+
+    /// Batch size and timeout used when a `[[stream]]` sets none.
+    pub const fn batch_defaults(self) -> BatchDefaults {
+        match self {
+            ProcessorKind::Telemetry => telemetry::Telemetry::BATCH_DEFAULTS,
+        }
+    }
+}
+
+impl fmt::Display for ProcessorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A processor's default batch settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchDefaults {
+    /// Rows per batch.
+    pub size: usize,
+    /// Longest wait after a batch's first message.
+    pub timeout: Duration,
+}
+
+/// What a processor sees of one JetStream message.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The subject it was published on.
+    pub subject: &'a str,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+    /// When JetStream stored it: the same on every redelivery, so a usable default timestamp.
+    pub published: DateTime<Utc>,
+}
+
+/// Why a payload can never become rows. Never retried: the message is terminated (and later dead-lettered).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+impl DecodeError {
+    /// Builds an error from anything printable.
+    pub fn new(message: impl Into<String>) -> Self {
+        DecodeError(message.into())
+    }
+}
+
+/// One processor: decode messages into rows, write a slice of rows.
+pub trait Processor: Send + Sync + 'static {
+    /// One table row (or a row for one of the processor's tables).
+    type Row: Send + Sync + 'static;
+
+    /// Appends the message's rows to `rows`. On error, whatever it appended is discarded by the caller.
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<Self::Row>) -> Result<(), DecodeError>;
+
+    /// Writes `rows` inside `tx`, idempotently: rows already present (a redelivery) are skipped, not doubled.
+    /// Returns the number of rows inserted.
+    fn write<'a>(
+        &'a self,
+        tx: &'a deadpool_postgres::Transaction<'a>,
+        rows: &'a [Self::Row],
+    ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a;
+}
+
+/// `"schema"."table"`, quoted for SQL.
+pub fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(table))
+}
+
+/// Quotes a PostgreSQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,101 @@
+//! One supervised task per `[[stream]]`: a failed (or panicked) stream restarts with capped exponential backoff
+//! while the other streams keep running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::StreamConfig;
+use crate::consumer::{Shared, run_stream};
+
+/// Capped exponential backoff.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `first`, doubles, never exceeds `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay to wait now.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Back to the first delay (after a stretch of healthy running).
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// A stream that ran this long before failing is considered to have been healthy.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Runs one stream until `shutdown`, restarting it when it fails.
+pub async fn supervise(cfg: StreamConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let started = Instant::now();
+        // Spawned so that a panic is caught here (as a JoinError) instead of taking the supervisor down.
+        let task = tokio::spawn({
+            let (cfg, shared, shutdown) = (cfg.clone(), Arc::clone(&shared), shutdown.clone());
+            async move { run_stream(&cfg, &shared, &shutdown).await }
+        });
+        let outcome = task.await;
+        match outcome {
+            Ok(Ok(())) if shutdown.is_cancelled() => {
+                tracing::info!(stream = %cfg.name, "stream stopped");
+                return;
+            }
+            Ok(Ok(())) => {
+                tracing::error!(stream = %cfg.name, "stream task returned without being asked to; restarting")
+            }
+            Ok(Err(e)) => tracing::error!(stream = %cfg.name, error = %e, "stream task failed"),
+            Err(e) if e.is_panic() => {
+                tracing::error!(stream = %cfg.name, error = %e, "BUG: stream task panicked; please report it")
+            }
+            Err(e) => tracing::error!(stream = %cfg.name, error = %e, "stream task was cancelled"),
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(stream = %cfg.name, retry_in = ?delay, "restarting stream");
+        // Why select: shutdown must not wait out a 60 s backoff.
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let delays: Vec<u64> = (0..5).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+    }
+}
