@@ -52,13 +52,7 @@ impl<R, M> Batcher<R, M> {
     /// A batcher flushing at `max_rows` rows or `timeout` after a batch's first message.
     pub fn new(max_rows: usize, timeout: Duration) -> Self {
         let max_rows = max_rows.max(1);
-        Batcher {
-            rows: Vec::with_capacity(max_rows),
-            msgs: Vec::new(),
-            max_rows,
-            timeout,
-            deadline: None,
-        }
+        Batcher { rows: Vec::with_capacity(max_rows), msgs: Vec::new(), max_rows, timeout, deadline: None }
     }
 
     /// Where a decoder appends the next message's rows.
@@ -77,15 +71,8 @@ impl<R, M> Batcher<R, M> {
         if self.msgs.is_empty() {
             self.deadline = Some(now + self.timeout);
         }
-        self.msgs.push(Entry {
-            msg,
-            rows: rows_before..self.rows.len(),
-        });
-        if self.rows.len() >= self.max_rows {
-            self.take()
-        } else {
-            None
-        }
+        self.msgs.push(Entry { msg, rows: rows_before..self.rows.len() });
+        if self.rows.len() >= self.max_rows { self.take() } else { None }
     }
 
     /// When the open batch must be flushed, if one is open.
@@ -110,10 +97,7 @@ impl<R, M> Batcher<R, M> {
         }
         self.deadline = None;
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows));
-        Some(Batch {
-            rows,
-            msgs: std::mem::take(&mut self.msgs),
-        })
+        Some(Batch { rows, msgs: std::mem::take(&mut self.msgs) })
     }
 }
 
@@ -121,11 +105,7 @@ impl<R, M> Batcher<R, M> {
 mod tests {
     use super::*;
 
-    fn push_rows(
-        b: &mut Batcher<u32, &'static str>,
-        msg: &'static str,
-        n: u32,
-    ) -> Option<Batch<u32, &'static str>> {
+    fn push_rows(b: &mut Batcher<u32, &'static str>, msg: &'static str, n: u32) -> Option<Batch<u32, &'static str>> {
         let before = b.row_count();
         b.rows_mut().extend(0..n);
         b.push(msg, before, Instant::now())
@@ -138,10 +118,7 @@ mod tests {
         assert!(push_rows(&mut b, "b", 1).is_none());
         let batch = push_rows(&mut b, "c", 1).expect("third row fills the batch");
         assert_eq!(batch.rows.len(), 3);
-        assert_eq!(
-            batch.msgs.iter().map(|e| e.msg).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
+        assert_eq!(batch.msgs.iter().map(|e| e.msg).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(b.is_empty());
         assert_eq!(b.deadline(), None);
     }
@@ -161,11 +138,7 @@ mod tests {
         push_rows(&mut b, "a", 1);
         tokio::time::advance(Duration::from_millis(700)).await;
         push_rows(&mut b, "b", 1);
-        assert_eq!(
-            b.deadline(),
-            Some(start + Duration::from_secs(1)),
-            "a later message does not move the deadline"
-        );
+        assert_eq!(b.deadline(), Some(start + Duration::from_secs(1)), "a later message does not move the deadline");
         tokio::time::sleep_until(b.deadline().unwrap()).await;
         let batch = b.take().unwrap();
         assert_eq!(batch.msgs.len(), 2);
@@ -182,14 +155,7 @@ mod tests {
         push_rows(&mut b, "empty", 0);
         push_rows(&mut b, "one", 1);
         let batch = push_rows(&mut b, "two", 1).unwrap();
-        assert_eq!(
-            batch
-                .msgs
-                .iter()
-                .map(|e| e.rows.clone())
-                .collect::<Vec<_>>(),
-            [0..0, 0..1, 1..2]
-        );
+        assert_eq!(batch.msgs.iter().map(|e| e.rows.clone()).collect::<Vec<_>>(), [0..0, 0..1, 1..2]);
         assert_eq!(batch.rows_of(0..1), &[] as &[u32]);
         assert_eq!(batch.rows_of(1..3).len(), 2);
         assert_eq!(batch.rows_of(2..2).len(), 0);

@@ -150,9 +150,7 @@ pub struct NatsConfig {
 
 impl fmt::Debug for NatsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsConfig")
-            .field("url", &redact_url(&self.url))
-            .finish()
+        f.debug_struct("NatsConfig").field("url", &redact_url(&self.url)).finish()
     }
 }
 
@@ -242,9 +240,7 @@ impl StreamConfig {
     /// The delay before a failed message is offered again: `nak_delay * 2^(delivered-1)`, capped.
     pub fn nak_delay_for(&self, delivered: i64) -> Duration {
         let doublings = delivered.saturating_sub(1).clamp(0, 20) as u32;
-        self.nak_delay
-            .saturating_mul(1u32 << doublings)
-            .min(self.nak_delay_max)
+        self.nak_delay.saturating_mul(1u32 << doublings).min(self.nak_delay_max)
     }
 }
 
@@ -279,24 +275,18 @@ impl DaemonConfig {
 }
 
 /// Tables whose retention `[database.retention]` may set, with ServiceRadar's defaults.
-pub const RETENTION_DEFAULTS: &[(&str, Duration)] =
-    &[("timeseries_metrics", Duration::from_secs(7 * 86_400))];
+pub const RETENTION_DEFAULTS: &[(&str, Duration)] = &[("timeseries_metrics", Duration::from_secs(7 * 86_400))];
 
 impl Config {
     /// Reads, parses and validates `path`, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
         let mut config = Config::parse(path, &text)?;
         if let Some(url) = std::env::var(ENV_NATS_URL).ok().filter(|v| !v.is_empty()) {
             config.nats.url = url;
         }
-        if let Some(url) = std::env::var(ENV_DATABASE_URL)
-            .ok()
-            .filter(|v| !v.is_empty())
-        {
+        if let Some(url) = std::env::var(ENV_DATABASE_URL).ok().filter(|v| !v.is_empty()) {
             config.database.url = url;
         }
         Ok(config)
@@ -329,19 +319,10 @@ struct Locator<'a> {
 impl Locator<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
     }
 
-    fn err(
-        &self,
-        span: std::ops::Range<usize>,
-        key: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
+    fn err(&self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
             line: self.line_of(span.start),
@@ -385,43 +366,26 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         None => DatabaseConfig::DEFAULT_SCHEMA.to_owned(),
     };
     let pool_size = match db.pool_size {
-        Some(p) => {
-            positive(&p, 1, 1024).map_err(|m| at.err(p.span(), "database.pool_size", m))? as usize
-        }
+        Some(p) => positive(&p, 1, 1024).map_err(|m| at.err(p.span(), "database.pool_size", m))? as usize,
         None => DatabaseConfig::DEFAULT_POOL_SIZE,
     };
-    let connect_timeout =
-        opt_duration(at, db.connect_timeout.as_ref(), "database.connect_timeout")?
-            .unwrap_or(DatabaseConfig::DEFAULT_CONNECT_TIMEOUT);
-    let mut retention: BTreeMap<String, Duration> = RETENTION_DEFAULTS
-        .iter()
-        .map(|(t, d)| ((*t).to_owned(), *d))
-        .collect();
+    let connect_timeout = opt_duration(at, db.connect_timeout.as_ref(), "database.connect_timeout")?
+        .unwrap_or(DatabaseConfig::DEFAULT_CONNECT_TIMEOUT);
+    let mut retention: BTreeMap<String, Duration> =
+        RETENTION_DEFAULTS.iter().map(|(t, d)| ((*t).to_owned(), *d)).collect();
     for (table, value) in &db.retention {
         let key = format!("database.retention.{table}");
         if !retention.contains_key(table) {
             let known: Vec<&str> = RETENTION_DEFAULTS.iter().map(|(t, _)| *t).collect();
-            return Err(at.err(
-                value.span(),
-                key,
-                format!("unknown table; known: {}", known.join(", ")),
-            ));
+            return Err(at.err(value.span(), key, format!("unknown table; known: {}", known.join(", "))));
         }
         retention.insert(table.clone(), duration(at, value, &key)?);
     }
-    let shutdown_timeout = opt_duration(
-        at,
-        raw.daemon.shutdown_timeout.as_ref(),
-        "daemon.shutdown_timeout",
-    )?
-    .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
+    let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
+        .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
 
     if raw.stream.is_empty() {
-        return Err(at.err(
-            0..0,
-            "stream",
-            "no [[stream]] is configured; the daemon would do nothing",
-        ));
+        return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
     }
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut consumers: HashMap<(String, String), usize> = HashMap::new();
@@ -435,16 +399,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             return Err(at.err(
                 s.name.span(),
                 k("name"),
-                format!(
-                    "duplicate stream name {:?} (also stream[{first}])",
-                    s.name.get_ref()
-                ),
+                format!("duplicate stream name {:?} (also stream[{first}])", s.name.get_ref()),
             ));
         }
-        check_name(s.jetstream.get_ref())
-            .map_err(|m| at.err(s.jetstream.span(), k("jetstream"), m))?;
-        check_name(s.consumer.get_ref())
-            .map_err(|m| at.err(s.consumer.span(), k("consumer"), m))?;
+        check_name(s.jetstream.get_ref()).map_err(|m| at.err(s.jetstream.span(), k("jetstream"), m))?;
+        check_name(s.consumer.get_ref()).map_err(|m| at.err(s.consumer.span(), k("consumer"), m))?;
         let pair = (s.jetstream.get_ref().clone(), s.consumer.get_ref().clone());
         if let Some(first) = consumers.insert(pair, i) {
             return Err(at.err(
@@ -458,16 +417,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             ));
         }
         if s.subjects.get_ref().is_empty() {
-            return Err(at.err(
-                s.subjects.span(),
-                k("subjects"),
-                "must list at least one subject",
-            ));
+            return Err(at.err(s.subjects.span(), k("subjects"), "must list at least one subject"));
         }
         let mut subjects = Vec::new();
         for subject in s.subjects.get_ref() {
-            check_subject(subject.get_ref())
-                .map_err(|m| at.err(subject.span(), k("subjects"), m))?;
+            check_subject(subject.get_ref()).map_err(|m| at.err(subject.span(), k("subjects"), m))?;
             if subjects.contains(subject.get_ref()) {
                 return Err(at.err(
                     subject.span(),
@@ -480,27 +434,21 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         let processor = *s.processor.get_ref();
         let defaults = processor.batch_defaults();
         let batch_size = match &s.batch_size {
-            Some(b) => {
-                positive(b, 1, 100_000).map_err(|m| at.err(b.span(), k("batch_size"), m))? as usize
-            }
+            Some(b) => positive(b, 1, 100_000).map_err(|m| at.err(b.span(), k("batch_size"), m))? as usize,
             None => defaults.size,
         };
-        let batch_timeout = opt_duration(at, s.batch_timeout.as_ref(), &k("batch_timeout"))?
-            .unwrap_or(defaults.timeout);
-        let ack_wait = opt_duration(at, s.ack_wait.as_ref(), &k("ack_wait"))?
-            .unwrap_or(StreamConfig::DEFAULT_ACK_WAIT);
+        let batch_timeout =
+            opt_duration(at, s.batch_timeout.as_ref(), &k("batch_timeout"))?.unwrap_or(defaults.timeout);
+        let ack_wait = opt_duration(at, s.ack_wait.as_ref(), &k("ack_wait"))?.unwrap_or(StreamConfig::DEFAULT_ACK_WAIT);
         let batches_in_flight = match &s.batches_in_flight {
-            Some(b) => positive(b, 1, 16)
-                .map_err(|m| at.err(b.span(), k("batches_in_flight"), m))?
-                as usize,
+            Some(b) => positive(b, 1, 16).map_err(|m| at.err(b.span(), k("batches_in_flight"), m))? as usize,
             None => StreamConfig::DEFAULT_BATCHES_IN_FLIGHT,
         };
         // Open batch + queued batches + the one being written must fit, or the pipeline starves.
         let needed = (batch_size * (batches_in_flight + 2)) as i64;
         let max_ack_pending = match &s.max_ack_pending {
             Some(m) => {
-                let v = positive(m, 1, i64::from(i32::MAX))
-                    .map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
+                let v = positive(m, 1, i64::from(i32::MAX)).map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
                 if v < batch_size as i64 {
                     return Err(at.err(
                         m.span(),
@@ -515,16 +463,12 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         let max_deliver = match &s.max_deliver {
             Some(m) if *m.get_ref() == -1 || *m.get_ref() >= 1 => *m.get_ref(),
             Some(m) => {
-                return Err(at.err(
-                    m.span(),
-                    k("max_deliver"),
-                    "must be -1 (unlimited) or at least 1",
-                ));
+                return Err(at.err(m.span(), k("max_deliver"), "must be -1 (unlimited) or at least 1"));
             }
             None => StreamConfig::DEFAULT_MAX_DELIVER,
         };
-        let nak_delay = opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?
-            .unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
+        let nak_delay =
+            opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
         let nak_delay_max = opt_duration(at, s.nak_delay_max.as_ref(), &k("nak_delay_max"))?
             .unwrap_or(StreamConfig::DEFAULT_NAK_DELAY_MAX);
         if nak_delay_max < nak_delay {
@@ -549,16 +493,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         source: at.file.to_owned(),
-        nats: NatsConfig {
-            url: nats_url.into_inner(),
-        },
-        database: DatabaseConfig {
-            url: db.url.into_inner(),
-            schema,
-            pool_size,
-            connect_timeout,
-            retention,
-        },
+        nats: NatsConfig { url: nats_url.into_inner() },
+        database: DatabaseConfig { url: db.url.into_inner(), schema, pool_size, connect_timeout, retention },
         daemon: DaemonConfig { shutdown_timeout },
         streams,
     })
@@ -566,11 +502,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
 
 fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
     let v = *v.get_ref();
-    if (min..=max).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is out of range {min}..={max}"))
-    }
+    if (min..=max).contains(&v) { Ok(v) } else { Err(format!("{v} is out of range {min}..={max}")) }
 }
 
 fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
@@ -578,10 +510,7 @@ fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Dura
         at.err(
             value.span(),
             key,
-            format!(
-                "bad duration {:?}: {e} (write e.g. \"500ms\", \"1s\", \"7d\")",
-                value.get_ref()
-            ),
+            format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"1s\", \"7d\")", value.get_ref()),
         )
     })?;
     if d.is_zero() {
@@ -590,11 +519,7 @@ fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Dura
     Ok(d)
 }
 
-fn opt_duration(
-    at: &Locator<'_>,
-    value: Option<&Spanned<String>>,
-    key: &str,
-) -> Result<Option<Duration>, ConfigError> {
+fn opt_duration(at: &Locator<'_>, value: Option<&Spanned<String>>, key: &str) -> Result<Option<Duration>, ConfigError> {
     value.map(|v| duration(at, v, key)).transpose()
 }
 
@@ -606,13 +531,10 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.len() > 255 {
         return Err("longer than 255 bytes".into());
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    if let Some(c) =
+        name.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
     {
-        return Err(format!(
-            "{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"
-        ));
+        return Err(format!("{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"));
     }
     Ok(())
 }
@@ -631,9 +553,7 @@ fn check_subject(subject: &str) -> Result<(), String> {
             return Err(format!("subject {subject:?} contains whitespace"));
         }
         if (t.contains('*') && *t != "*") || (t.contains('>') && *t != ">") {
-            return Err(format!(
-                "subject {subject:?}: a wildcard must be a whole token"
-            ));
+            return Err(format!("subject {subject:?}: a wildcard must be a whole token"));
         }
         if *t == ">" && i + 1 != tokens.len() {
             return Err(format!("subject {subject:?}: '>' must be the last token"));
@@ -645,14 +565,10 @@ fn check_subject(subject: &str) -> Result<(), String> {
 /// A PostgreSQL schema name: a plain identifier (letters, digits, `_`; not starting with a digit), at most 63
 /// bytes. It is spliced into migrations, so nothing that needs escaping is allowed.
 fn check_identifier(name: &str) -> Result<(), String> {
-    let plain = name
-        .bytes()
-        .enumerate()
-        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    let plain =
+        name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
     if name.is_empty() || name.len() > 63 || !plain {
-        return Err(format!(
-            "{name:?} is not a plain identifier (letters, digits and '_', at most 63 bytes)"
-        ));
+        return Err(format!("{name:?} is not a plain identifier (letters, digits and '_', at most 63 bytes)"));
     }
     Ok(())
 }
@@ -715,9 +631,7 @@ processor = "telemetry"
     }
 
     fn error_text(text: &str) -> String {
-        parse(text)
-            .expect_err("config should be rejected")
-            .to_string()
+        parse(text).expect_err("config should be rejected").to_string()
     }
 
     #[test]
@@ -738,10 +652,7 @@ processor = "telemetry"
         assert_eq!(s.ack_wait, Duration::from_secs(30));
         assert_eq!(s.max_ack_pending, 1000);
         assert_eq!(config.database.pool_size, 8);
-        assert_eq!(
-            config.database.retention["timeseries_metrics"],
-            Duration::from_secs(7 * 86_400)
-        );
+        assert_eq!(config.database.retention["timeseries_metrics"], Duration::from_secs(7 * 86_400));
     }
 
     #[test]
@@ -752,10 +663,7 @@ processor = "telemetry"
 
     #[test]
     fn misspelled_key_names_file_line_and_key() {
-        let text = MINIMAL.replace(
-            "processor = \"telemetry\"",
-            "processor = \"telemetry\"\nbatch_sise = 10",
-        );
+        let text = MINIMAL.replace("processor = \"telemetry\"", "processor = \"telemetry\"\nbatch_sise = 10");
         let e = error_text(&text);
         assert!(e.starts_with("streams.toml:14: "), "{e}");
         assert!(e.contains("batch_sise"), "{e}");
@@ -765,45 +673,27 @@ processor = "telemetry"
     #[test]
     fn wrong_type_names_the_key() {
         let e = error_text(&format!("{MINIMAL}batch_size = \"lots\"\n"));
-        assert!(
-            e.starts_with("streams.toml:14: stream[0].batch_size: "),
-            "{e}"
-        );
+        assert!(e.starts_with("streams.toml:14: stream[0].batch_size: "), "{e}");
     }
 
     #[test]
     fn unknown_processor_is_rejected() {
-        let e =
-            error_text(&MINIMAL.replace("processor = \"telemetry\"", "processor = \"telemetri\""));
-        assert!(
-            e.starts_with("streams.toml:13: stream[0].processor: "),
-            "{e}"
-        );
+        let e = error_text(&MINIMAL.replace("processor = \"telemetry\"", "processor = \"telemetri\""));
+        assert!(e.starts_with("streams.toml:13: stream[0].processor: "), "{e}");
         assert!(e.contains("telemetri"), "{e}");
     }
 
     #[test]
     fn duplicate_stream_name_is_rejected() {
-        let second = MINIMAL
-            .split("[[stream]]")
-            .nth(1)
-            .unwrap()
-            .replace("db-event-writer-telemetry", "other");
+        let second = MINIMAL.split("[[stream]]").nth(1).unwrap().replace("db-event-writer-telemetry", "other");
         let e = error_text(&format!("{MINIMAL}\n[[stream]]{second}"));
-        assert!(
-            e.contains("stream[1].name: duplicate stream name \"telemetry\""),
-            "{e}"
-        );
+        assert!(e.contains("stream[1].name: duplicate stream name \"telemetry\""), "{e}");
         assert!(e.starts_with("streams.toml:16:"), "{e}");
     }
 
     #[test]
     fn duplicate_consumer_is_rejected() {
-        let second = MINIMAL
-            .split("[[stream]]")
-            .nth(1)
-            .unwrap()
-            .replace("name = \"telemetry\"", "name = \"t2\"");
+        let second = MINIMAL.split("[[stream]]").nth(1).unwrap().replace("name = \"telemetry\"", "name = \"t2\"");
         let e = error_text(&format!("{MINIMAL}\n[[stream]]{second}"));
         assert!(e.contains("stream[1].consumer: duplicate consumer"), "{e}");
     }
@@ -811,10 +701,7 @@ processor = "telemetry"
     #[test]
     fn empty_subjects_are_rejected() {
         let e = error_text(&MINIMAL.replace("[\"telemetry.>\"]", "[]"));
-        assert!(
-            e.starts_with("streams.toml:12: stream[0].subjects: must list"),
-            "{e}"
-        );
+        assert!(e.starts_with("streams.toml:12: stream[0].subjects: must list"), "{e}");
     }
 
     #[test]
@@ -828,10 +715,7 @@ processor = "telemetry"
     #[test]
     fn bad_duration_is_rejected() {
         let e = error_text(&format!("{MINIMAL}batch_timeout = \"1 fortnight\"\n"));
-        assert!(
-            e.starts_with("streams.toml:14: stream[0].batch_timeout: bad duration"),
-            "{e}"
-        );
+        assert!(e.starts_with("streams.toml:14: stream[0].batch_timeout: bad duration"), "{e}");
         let e = error_text(&format!("{MINIMAL}batch_timeout = \"0s\"\n"));
         assert!(e.contains("greater than zero"), "{e}");
     }
@@ -850,11 +734,7 @@ processor = "telemetry"
 
     #[test]
     fn syntax_error_names_the_line() {
-        let e = error_text(
-            &MINIMAL
-                .replace("pool", "x")
-                .replace("[database]", "[database"),
-        );
+        let e = error_text(&MINIMAL.replace("pool", "x").replace("[database]", "[database"));
         assert!(e.starts_with("streams.toml:5:"), "{e}");
     }
 
@@ -869,9 +749,7 @@ processor = "telemetry"
 
     #[test]
     fn max_ack_pending_below_batch_size_is_rejected() {
-        let e = error_text(&format!(
-            "{MINIMAL}batch_size = 500\nmax_ack_pending = 100\n"
-        ));
+        let e = error_text(&format!("{MINIMAL}batch_size = 500\nmax_ack_pending = 100\n"));
         assert!(e.contains("stream[0].max_ack_pending"), "{e}");
     }
 
@@ -887,15 +765,9 @@ processor = "telemetry"
 
     #[test]
     fn secrets_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:pw@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("nats://tok@h:4222"), "nats://***@h:4222");
-        assert_eq!(
-            redact_url("postgres://h/db?user=u&password=pw"),
-            "postgres://h/db?user=u&password=***"
-        );
+        assert_eq!(redact_url("postgres://h/db?user=u&password=pw"), "postgres://h/db?user=u&password=***");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         let config = parse(&MINIMAL.replace("postgres@", "postgres:hunter2@")).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));

@@ -59,16 +59,10 @@ pub enum StreamError {
 }
 
 /// Runs the pipeline of one `[[stream]]` until `shutdown`, then flushes, commits and acks what it holds.
-pub async fn run_stream(
-    cfg: &StreamConfig,
-    shared: &Shared,
-    shutdown: &CancellationToken,
-) -> Result<(), StreamError> {
+pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &CancellationToken) -> Result<(), StreamError> {
     // The closed set of processors, dispatched once per stream task: the pipeline is monomorphised per kind.
     match cfg.processor {
-        ProcessorKind::Telemetry => {
-            pipeline(Telemetry::new(&shared.schema), cfg, shared, shutdown).await
-        }
+        ProcessorKind::Telemetry => pipeline(Telemetry::new(&shared.schema), cfg, shared, shutdown).await,
     }
 }
 
@@ -88,34 +82,20 @@ async fn pipeline<P: Processor>(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    let subjects = shared
-        .jetstream_subjects
-        .get(&cfg.jetstream)
-        .map(Vec::as_slice)
-        .unwrap_or(&cfg.subjects);
+    let subjects = shared.jetstream_subjects.get(&cfg.jetstream).map(Vec::as_slice).unwrap_or(&cfg.subjects);
     let js_stream = ensure_stream(&shared.js, &cfg.jetstream, subjects).await?;
     let consumer = ensure_consumer(&js_stream, cfg).await?;
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, "consuming");
 
     let processor = Arc::new(processor);
     let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
-    let writer = Writer {
-        processor: Arc::clone(&processor),
-        pool: shared.pool.clone(),
-        cfg: cfg.clone(),
-    };
-    let writer = tokio::spawn(
-        writer
-            .run(rx)
-            .instrument(tracing::info_span!("writer", stream = %cfg.name)),
-    );
+    let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), cfg: cfg.clone() };
+    let writer = tokio::spawn(writer.run(rx).instrument(tracing::info_span!("writer", stream = %cfg.name)));
 
     let result = read(&*processor, &consumer, cfg, &tx, shutdown).await;
     // Closing the channel lets the writer finish the queued batches (commit, then ack) and stop.
     drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| StreamError::WriterDied(e.to_string()));
+    let written = writer.await.map_err(|e| StreamError::WriterDied(e.to_string()));
     result.and(written)
 }
 
@@ -127,10 +107,7 @@ async fn read<P: Processor>(
     tx: &mpsc::Sender<RowBatch<P>>,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    let per_pull = cfg
-        .batch_size
-        .min(usize::try_from(cfg.max_ack_pending).unwrap_or(usize::MAX))
-        .max(1);
+    let per_pull = cfg.batch_size.min(usize::try_from(cfg.max_ack_pending).unwrap_or(usize::MAX)).max(1);
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(per_pull)
@@ -189,28 +166,15 @@ async fn accept<P: Processor>(
     cfg: &StreamConfig,
 ) -> Option<RowBatch<P>> {
     let (sequence, delivered, published) = match msg.info() {
-        Ok(info) => (
-            info.stream_sequence,
-            info.delivered,
-            published_at(info.published.unix_timestamp_nanos()),
-        ),
+        Ok(info) => (info.stream_sequence, info.delivered, published_at(info.published.unix_timestamp_nanos())),
         Err(_) => (0, 1, Utc::now()),
     };
     let (message, acker) = msg.split();
-    let incoming = Incoming {
-        subject: message.subject.as_str(),
-        payload: &message.payload,
-        published,
-    };
+    let incoming = Incoming { subject: message.subject.as_str(), payload: &message.payload, published };
     let before = batcher.row_count();
     match processor.decode(&incoming, batcher.rows_mut()) {
         Ok(()) => {
-            let pending = Pending {
-                acker,
-                subject: message.subject.clone(),
-                sequence,
-                delivered,
-            };
+            let pending = Pending { acker, subject: message.subject.clone(), sequence, delivered };
             batcher.push(pending, before, Instant::now())
         }
         Err(e) => {

@@ -26,11 +26,8 @@ pub enum DbSetupError {
 
 /// The parsed connection settings (with our connect timeout and application name).
 pub fn pg_config(db: &DatabaseConfig) -> Result<tokio_postgres::Config, DbSetupError> {
-    let mut pg =
-        tokio_postgres::Config::from_str(&db.url).map_err(|source| DbSetupError::BadUrl {
-            url: redact_url(&db.url),
-            source,
-        })?;
+    let mut pg = tokio_postgres::Config::from_str(&db.url)
+        .map_err(|source| DbSetupError::BadUrl { url: redact_url(&db.url), source })?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(db.connect_timeout);
     }
@@ -42,13 +39,8 @@ pub fn pg_config(db: &DatabaseConfig) -> Result<tokio_postgres::Config, DbSetupE
 
 /// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down.
 pub fn pool(db: &DatabaseConfig) -> Result<Pool, DbSetupError> {
-    let manager = Manager::from_config(
-        pg_config(db)?,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager =
+        Manager::from_config(pg_config(db)?, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(db.pool_size)
         .runtime(Runtime::Tokio1)
@@ -116,9 +108,7 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
     match code {
         "40001" | "40P01" | "55P03" | "57014" => ErrorClass::Retry,
         c if c.starts_with("22") || c.starts_with("23") => ErrorClass::Permanent,
-        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => {
-            ErrorClass::Breaker
-        }
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => ErrorClass::Breaker,
         // Anything else (a missing table, a permission) is an operator problem: retry with backoff, never drop.
         _ => ErrorClass::Retry,
     }

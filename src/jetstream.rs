@@ -14,8 +14,6 @@ use crate::config::{Config, StreamConfig, redact_url};
 
 /// JetStream API error code: stream not found.
 const STREAM_NOT_FOUND: u64 = 10059;
-/// JetStream API error code: consumer not found.
-const CONSUMER_NOT_FOUND: u64 = 10014;
 
 /// NATS failures.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +95,7 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
 pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     let core = v.trim().trim_start_matches('v').split(['-', '+']).next()?;
     let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
-    Some((
-        parts.next()??,
-        parts.next()??,
-        parts.next().flatten().unwrap_or(0),
-    ))
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
 }
 
 /// Refuses streams the server cannot serve correctly: several filter subjects need 2.10+.
@@ -138,10 +132,7 @@ pub async fn ensure_stream(
     name: &str,
     subjects: &[String],
 ) -> Result<stream::Stream, NatsError> {
-    let err = |message: String| NatsError::Stream {
-        name: name.to_owned(),
-        message,
-    };
+    let err = |message: String| NatsError::Stream { name: name.to_owned(), message };
     match js.get_stream(name).await {
         Ok(s) => Ok(s),
         Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j) if j.error_code().0 == STREAM_NOT_FOUND) =>
@@ -187,10 +178,7 @@ pub fn desired_consumer(s: &StreamConfig) -> consumer::pull::Config {
 }
 
 /// The settings of `existing` that differ from `want`, by name (empty when it can be used as it is).
-pub fn consumer_differences(
-    existing: &consumer::Config,
-    want: &consumer::pull::Config,
-) -> Vec<&'static str> {
+pub fn consumer_differences(existing: &consumer::Config, want: &consumer::pull::Config) -> Vec<&'static str> {
     let mut diffs = Vec::new();
     if existing.ack_policy != want.ack_policy {
         diffs.push("ack_policy");
@@ -198,9 +186,7 @@ pub fn consumer_differences(
     if existing.ack_wait != want.ack_wait {
         diffs.push("ack_wait");
     }
-    if existing.max_deliver != want.max_deliver
-        && !(existing.max_deliver <= 0 && want.max_deliver <= 0)
-    {
+    if existing.max_deliver != want.max_deliver && !(existing.max_deliver <= 0 && want.max_deliver <= 0) {
         diffs.push("max_deliver");
     }
     if existing.max_ack_pending != want.max_ack_pending {
@@ -223,29 +209,22 @@ pub fn consumer_differences(
 }
 
 /// Returns the durable pull consumer: created when missing, updated in place when its settings differ.
-pub async fn ensure_consumer(
-    js_stream: &stream::Stream,
-    s: &StreamConfig,
-) -> Result<PullConsumer, NatsError> {
-    let err = |message: String| NatsError::Consumer {
-        jetstream: s.jetstream.clone(),
-        consumer: s.consumer.clone(),
-        message,
-    };
+pub async fn ensure_consumer(js_stream: &stream::Stream, s: &StreamConfig) -> Result<PullConsumer, NatsError> {
+    let err =
+        |message: String| NatsError::Consumer { jetstream: s.jetstream.clone(), consumer: s.consumer.clone(), message };
     let want = desired_consumer(s);
     match js_stream.consumer_info(&s.consumer).await {
         Ok(info) => {
             if info.config.deliver_subject.is_some() {
-                return Err(err("exists as a push consumer; db-event-writer needs a pull consumer and never deletes one: \
+                return Err(err(
+                    "exists as a push consumer; db-event-writer needs a pull consumer and never deletes one: \
                                 remove it yourself or choose another consumer name"
-                    .to_owned()));
+                        .to_owned(),
+                ));
             }
             let diffs = consumer_differences(&info.config, &want);
             if diffs.is_empty() {
-                return js_stream
-                    .get_consumer(&s.consumer)
-                    .await
-                    .map_err(|e| err(e.to_string()));
+                return js_stream.get_consumer(&s.consumer).await.map_err(|e| err(e.to_string()));
             }
             tracing::info!(stream = %s.name, consumer = %s.consumer, changed = ?diffs, "updating consumer in place");
             js_stream.create_consumer(want).await.map_err(|e| {
@@ -256,12 +235,8 @@ pub async fn ensure_consumer(
                 ))
             })
         }
-        Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::JetStream(ref j) if j.error_code().0 == CONSUMER_NOT_FOUND) =>
-        {
-            let consumer = js_stream
-                .create_consumer(want)
-                .await
-                .map_err(|e| err(format!("cannot create: {e}")))?;
+        Err(e) if e.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => {
+            let consumer = js_stream.create_consumer(want).await.map_err(|e| err(format!("cannot create: {e}")))?;
             tracing::info!(stream = %s.name, consumer = %s.consumer, jetstream = %s.jetstream, "created durable consumer");
             Ok(consumer)
         }
@@ -302,17 +277,9 @@ mod tests {
 
     #[test]
     fn an_old_server_is_refused_only_for_multi_filter_streams() {
-        let e = check_server(
-            "2.9.10",
-            "nats://u:pw@h:4222",
-            &[stream(&["a.>"]), stream(&["b.>", "c.>"])],
-        )
-        .unwrap_err();
+        let e = check_server("2.9.10", "nats://u:pw@h:4222", &[stream(&["a.>"]), stream(&["b.>", "c.>"])]).unwrap_err();
         let text = e.to_string();
-        assert!(
-            text.contains("2.9.10") && text.contains("2.10 or newer") && !text.contains("pw"),
-            "{text}"
-        );
+        assert!(text.contains("2.9.10") && text.contains("2.10 or newer") && !text.contains("pw"), "{text}");
         assert!(check_server("2.9.10", "nats://h", &[stream(&["a.>"])]).is_ok());
         assert!(check_server("2.10.3", "nats://h", &[stream(&["b.>", "c.>"])]).is_ok());
         assert!(check_server("bogus", "nats://h", &[stream(&["b.>", "c.>"])]).is_err());
@@ -332,16 +299,12 @@ mod tests {
     #[test]
     fn consumer_settings_are_compared_order_insensitively() {
         let want = desired_consumer(&stream(&["a", "b"]));
-        let mut existing: consumer::Config =
-            consumer::IntoConsumerConfig::into_consumer_config(want.clone());
+        let mut existing: consumer::Config = consumer::IntoConsumerConfig::into_consumer_config(want.clone());
         existing.filter_subjects = vec!["b".into(), "a".into()];
         assert!(consumer_differences(&existing, &want).is_empty());
         existing.ack_wait = Duration::from_secs(5);
         existing.filter_subjects = vec!["a".into()];
-        assert_eq!(
-            consumer_differences(&existing, &want),
-            ["ack_wait", "filter_subjects"]
-        );
+        assert_eq!(consumer_differences(&existing, &want), ["ack_wait", "filter_subjects"]);
         let single = desired_consumer(&stream(&["a"]));
         assert_eq!(single.filter_subject, "a");
         assert!(single.filter_subjects.is_empty());

@@ -41,9 +41,7 @@ pub enum RunError {
     #[error(transparent)]
     Db(#[from] db::DbSetupError),
     /// The database is reachable but lacks a table.
-    #[error(
-        "table {table} does not exist (stream {stream:?} writes to it): run `db-event-writer migrate` first"
-    )]
+    #[error("table {table} does not exist (stream {stream:?} writes to it): run `db-event-writer migrate` first")]
     MissingTable {
         /// Qualified table name.
         table: String,
@@ -71,11 +69,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let Some(client) = jetstream::connect(&config, &shutdown).await else {
         return Ok(());
     };
-    jetstream::check_server(
-        &client.server_info().version,
-        &config.nats.url,
-        &config.streams,
-    )?;
+    jetstream::check_server(&client.server_info().version, &config.nats.url, &config.streams)?;
     let pool = db::pool(&config.database)?;
     check_tables(&pool, &config).await?;
 
@@ -87,11 +81,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     });
     let tracker = TaskTracker::new();
     for s in &config.streams {
-        tracker.spawn(supervisor::supervise(
-            s.clone(),
-            Arc::clone(&shared),
-            shutdown.clone(),
-        ));
+        tracker.spawn(supervisor::supervise(s.clone(), Arc::clone(&shared), shutdown.clone()));
     }
     tracker.close();
 
@@ -129,16 +119,10 @@ async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result
     for s in &config.streams {
         for table in tables_of(s.processor) {
             let name = qualified(&config.database.schema, table);
-            match client
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
-                .await
-            {
+            match client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await {
                 Ok(row) if row.get::<_, bool>(0) => {}
                 Ok(_) => {
-                    return Err(RunError::MissingTable {
-                        table: name,
-                        stream: s.name.clone(),
-                    });
+                    return Err(RunError::MissingTable { table: name, stream: s.name.clone() });
                 }
                 Err(e) => tracing::warn!(table = %name, error = %e, "could not check the table"),
             }

@@ -17,13 +17,7 @@ use tracing_subscriber::EnvFilter;
 )]
 struct Cli {
     /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "DB_EVENT_WRITER_CONFIG",
-        default_value = "streams.toml"
-    )]
+    #[arg(long, short, global = true, env = "DB_EVENT_WRITER_CONFIG", default_value = "streams.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -45,9 +39,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let config = match Config::load(&cli.config) {
@@ -59,11 +51,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate => {
-            println!(
-                "{}: valid, {} stream(s)",
-                config.source.display(),
-                config.streams.len()
-            );
+            println!("{}: valid, {} stream(s)", config.source.display(), config.streams.len());
             for s in &config.streams {
                 println!("{}", s.summary());
             }
@@ -82,10 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
@@ -94,16 +79,8 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         "migrated schema {}: {} applied now ({}), timescaledb {}{}",
         config.database.schema,
         report.applied.len(),
-        if report.applied.is_empty() {
-            "already up to date".to_owned()
-        } else {
-            report.applied.join(", ")
-        },
-        if report.timescaledb {
-            "installed"
-        } else {
-            "not installed (plain tables)"
-        },
+        if report.applied.is_empty() { "already up to date".to_owned() } else { report.applied.join(", ") },
+        if report.timescaledb { "installed" } else { "not installed (plain tables)" },
         if report.retention_changed.is_empty() {
             String::new()
         } else {
@@ -123,10 +100,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// First SIGTERM/SIGINT: graceful shutdown. Second: exit at once (messages not acked are redelivered).
 async fn signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
         return;
     };

@@ -76,10 +76,7 @@ fn sql_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> 
 
 /// Connects (one connection, not the pool) and migrates.
 pub async fn migrate(db: &DatabaseConfig) -> Result<MigrateReport, MigrateError> {
-    let (client, connection) = pg_config(db)?
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(sql_err("connect"))?;
+    let (client, connection) = pg_config(db)?.connect(tokio_postgres::NoTls).await.map_err(sql_err("connect"))?;
     let conn = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended with an error");
@@ -92,34 +89,19 @@ pub async fn migrate(db: &DatabaseConfig) -> Result<MigrateReport, MigrateError>
 }
 
 /// Migrates through an open connection.
-pub async fn migrate_with(
-    client: &Client,
-    db: &DatabaseConfig,
-) -> Result<MigrateReport, MigrateError> {
+pub async fn migrate_with(client: &Client, db: &DatabaseConfig) -> Result<MigrateReport, MigrateError> {
     let schema = quote_ident(&db.schema);
     // One migrator at a time per database (two replicas starting together, or `make run` beside a test).
     client
-        .execute(
-            "SELECT pg_advisory_lock(hashtext('db-event-writer migrate'))",
-            &[],
-        )
+        .execute("SELECT pg_advisory_lock(hashtext('db-event-writer migrate'))", &[])
         .await
         .map_err(sql_err("take the migration lock"))?;
     let result = apply(client, db, &schema).await;
-    let _ = client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtext('db-event-writer migrate'))",
-            &[],
-        )
-        .await;
+    let _ = client.execute("SELECT pg_advisory_unlock(hashtext('db-event-writer migrate'))", &[]).await;
     result
 }
 
-async fn apply(
-    client: &Client,
-    db: &DatabaseConfig,
-    schema: &str,
-) -> Result<MigrateReport, MigrateError> {
+async fn apply(client: &Client, db: &DatabaseConfig, schema: &str) -> Result<MigrateReport, MigrateError> {
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema};
@@ -133,10 +115,7 @@ async fn apply(
         .await
         .map_err(sql_err(format!("create schema {schema}")))?;
     let recorded = client
-        .query(
-            &format!("SELECT version, checksum FROM {schema}.db_event_writer_migrations"),
-            &[],
-        )
+        .query(&format!("SELECT version, checksum FROM {schema}.db_event_writer_migrations"), &[])
         .await
         .map_err(sql_err("read applied migrations"))?;
     let mut report = MigrateReport::default();
@@ -161,19 +140,13 @@ async fn apply(
         );
         if let Err(e) = client.batch_execute(&body).await {
             let _ = client.batch_execute("ROLLBACK").await;
-            return Err(MigrateError::Sql {
-                context: format!("apply {}", m.name),
-                source: e,
-            });
+            return Err(MigrateError::Sql { context: format!("apply {}", m.name), source: e });
         }
         tracing::info!(migration = m.name, "applied migration");
         report.applied.push(m.name);
     }
     report.timescaledb = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
-            &[],
-        )
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')", &[])
         .await
         .map_err(sql_err("look for timescaledb"))?
         .get(0);
@@ -188,12 +161,7 @@ async fn apply(
 }
 
 /// Makes the table's retention policy `keep`; returns whether anything changed.
-async fn set_retention(
-    client: &Client,
-    schema: &str,
-    table: &str,
-    keep: Duration,
-) -> Result<bool, MigrateError> {
+async fn set_retention(client: &Client, schema: &str, table: &str, keep: Duration) -> Result<bool, MigrateError> {
     let relation = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let interval = format!("{} seconds", keep.as_secs());
     let current = client
@@ -210,20 +178,12 @@ async fn set_retention(
             return Ok(false);
         }
         client
-            .execute(
-                "SELECT remove_retention_policy($1::text::regclass, if_exists => true)",
-                &[&relation],
-            )
+            .execute("SELECT remove_retention_policy($1::text::regclass, if_exists => true)", &[&relation])
             .await
-            .map_err(sql_err(format!(
-                "remove the retention policy of {relation}"
-            )))?;
+            .map_err(sql_err(format!("remove the retention policy of {relation}")))?;
     }
     client
-        .execute(
-            "SELECT add_retention_policy($1::text::regclass, $2::text::interval)",
-            &[&relation, &interval],
-        )
+        .execute("SELECT add_retention_policy($1::text::regclass, $2::text::interval)", &[&relation, &interval])
         .await
         .map_err(sql_err(format!("add a retention policy to {relation}")))?;
     tracing::info!(table = %relation, keep = %humantime::format_duration(keep), "retention policy set");
@@ -250,16 +210,8 @@ mod tests {
         for m in MIGRATIONS {
             assert!(m.version > last, "{} out of order", m.name);
             last = m.version;
-            assert!(
-                m.name.starts_with(&format!("{:04}_", m.version)),
-                "{}",
-                m.name
-            );
-            assert!(
-                !m.sql.contains("platform."),
-                "{} hard-codes the schema",
-                m.name
-            );
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)), "{}", m.name);
+            assert!(!m.sql.contains("platform."), "{} hard-codes the schema", m.name);
             assert!(m.sql.contains("@schema@"), "{}", m.name);
         }
     }

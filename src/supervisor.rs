@@ -21,11 +21,7 @@ pub struct Backoff {
 impl Backoff {
     /// Starts at `first`, doubles, never exceeds `max`.
     pub fn new(first: Duration, max: Duration) -> Self {
-        Backoff {
-            first,
-            max,
-            next: first,
-        }
+        Backoff { first, max, next: first }
     }
 
     /// The delay to wait now.

@@ -14,15 +14,12 @@ pub fn parse_timestamp(raw: &RawValue) -> Result<Option<DateTime<Utc>>, DecodeEr
         return Ok(None);
     }
     if text.starts_with('"') {
-        let s: String =
-            serde_json::from_str(text).map_err(|e| DecodeError::new(format!("timestamp: {e}")))?;
+        let s: String = serde_json::from_str(text).map_err(|e| DecodeError::new(format!("timestamp: {e}")))?;
         let s = s.trim();
         if s.is_empty() {
             return Ok(None);
         }
-        if s.bytes()
-            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-        {
+        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
             return epoch(s).map(Some);
         }
         return parse_iso8601(s).map(Some);
@@ -44,9 +41,7 @@ fn parse_iso8601(s: &str) -> Result<DateTime<Utc>, DecodeError> {
             return Ok(Utc.from_utc_datetime(&t));
         }
     }
-    Err(DecodeError::new(format!(
-        "timestamp {s:?} is neither RFC 3339 nor an epoch number"
-    )))
+    Err(DecodeError::new(format!("timestamp {s:?} is neither RFC 3339 nor an epoch number")))
 }
 
 fn epoch(text: &str) -> Result<DateTime<Utc>, DecodeError> {
@@ -91,40 +86,27 @@ pub fn parse_f64(field: &str, raw: &RawValue) -> Result<Option<f64>, DecodeError
     let text = raw.get().trim();
     let v = match text.as_bytes().first() {
         Some(b'"') => {
-            let s: String = serde_json::from_str(text)
-                .map_err(|e| DecodeError::new(format!("{field}: {e}")))?;
+            let s: String = serde_json::from_str(text).map_err(|e| DecodeError::new(format!("{field}: {e}")))?;
             let s = s.trim();
             if s.is_empty() {
                 return Ok(None);
             }
             // Rust would accept "NaN" and "inf"; PostgreSQL would store them; ServiceRadar would not.
-            if !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
-            {
+            if !s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) {
                 return Err(DecodeError::new(format!("{field}: {s:?} is not a number")));
             }
-            s.parse::<f64>()
-                .map_err(|_| DecodeError::new(format!("{field}: {s:?} is not a number")))?
+            s.parse::<f64>().map_err(|_| DecodeError::new(format!("{field}: {s:?} is not a number")))?
         }
         Some(b'n') if text == "null" => return Ok(None),
-        _ => text
-            .parse::<f64>()
-            .map_err(|_| DecodeError::new(format!("{field}: {text} is not a number")))?,
+        _ => text.parse::<f64>().map_err(|_| DecodeError::new(format!("{field}: {text} is not a number")))?,
     };
-    if v.is_finite() {
-        Ok(Some(v))
-    } else {
-        Err(DecodeError::new(format!("{field}: {text} is out of range")))
-    }
+    if v.is_finite() { Ok(Some(v)) } else { Err(DecodeError::new(format!("{field}: {text} is out of range"))) }
 }
 
 /// Rejects a string PostgreSQL cannot store in `text` (a NUL character).
 pub fn check_text(field: &str, s: &str) -> Result<(), DecodeError> {
     if s.contains('\0') {
-        return Err(DecodeError::new(format!(
-            "{field}: contains a NUL character, which PostgreSQL text cannot hold"
-        )));
+        return Err(DecodeError::new(format!("{field}: contains a NUL character, which PostgreSQL text cannot hold")));
     }
     Ok(())
 }
@@ -132,9 +114,7 @@ pub fn check_text(field: &str, s: &str) -> Result<(), DecodeError> {
 /// Rejects JSON that PostgreSQL's `jsonb` refuses (`\u0000`).
 pub fn check_jsonb(field: &str, raw: &str) -> Result<(), DecodeError> {
     if raw.contains("\\u0000") {
-        return Err(DecodeError::new(format!(
-            "{field}: contains \\u0000, which PostgreSQL jsonb refuses"
-        )));
+        return Err(DecodeError::new(format!("{field}: contains \\u0000, which PostgreSQL jsonb refuses")));
     }
     Ok(())
 }
@@ -145,9 +125,7 @@ pub fn jsonb_each_text(raw: &RawValue) -> Result<Option<String>, DecodeError> {
     let text = raw.get().trim();
     match text.as_bytes().first() {
         Some(b'n') => Ok(None),
-        Some(b'"') => serde_json::from_str::<String>(text)
-            .map(Some)
-            .map_err(|e| DecodeError::new(e.to_string())),
+        Some(b'"') => serde_json::from_str::<String>(text).map(Some).map_err(|e| DecodeError::new(e.to_string())),
         _ => {
             let mut out = String::new();
             write_jsonb(raw, &mut out)?;
@@ -163,14 +141,9 @@ pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> 
     match text.as_bytes().first() {
         Some(b'{') => {
             // jsonb keeps the last of duplicate keys and orders keys by length, then bytes.
-            let map: std::collections::BTreeMap<String, &RawValue> =
-                serde_json::from_str(text).map_err(bad)?;
+            let map: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(bad)?;
             let mut entries: Vec<(&String, &&RawValue)> = map.iter().collect();
-            entries.sort_by(|a, b| {
-                a.0.len()
-                    .cmp(&b.0.len())
-                    .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
-            });
+            entries.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
             out.push('{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -198,10 +171,7 @@ pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> 
             write_json_string(&s, out);
         }
         Some(b't' | b'f' | b'n') => out.push_str(text),
-        _ => out.push_str(
-            &pg_numeric_text(text)
-                .ok_or_else(|| DecodeError::new(format!("bad JSON number {text}")))?,
-        ),
+        _ => out.push_str(&pg_numeric_text(text).ok_or_else(|| DecodeError::new(format!("bad JSON number {text}")))?),
     }
     Ok(())
 }
@@ -251,27 +221,14 @@ pub fn pg_numeric_text(literal: &str) -> Option<String> {
     let point = int_part.len() as i64 + exponent;
     let scale = (frac_part.len() as i64 - exponent).max(0) as usize;
     let (int_digits, frac_digits): (String, String) = if point <= 0 {
-        (
-            String::new(),
-            format!("{}{}", "0".repeat((-point) as usize), digits),
-        )
+        (String::new(), format!("{}{}", "0".repeat((-point) as usize), digits))
     } else if point as usize >= digits.len() {
-        (
-            format!("{}{}", digits, "0".repeat(point as usize - digits.len())),
-            String::new(),
-        )
+        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
     } else {
-        (
-            digits[..point as usize].to_owned(),
-            digits[point as usize..].to_owned(),
-        )
+        (digits[..point as usize].to_owned(), digits[point as usize..].to_owned())
     };
     let int_digits = int_digits.trim_start_matches('0');
-    let int_digits = if int_digits.is_empty() {
-        "0"
-    } else {
-        int_digits
-    };
+    let int_digits = if int_digits.is_empty() { "0" } else { int_digits };
     let mut frac: String = frac_digits.chars().take(scale).collect();
     while frac.len() < scale {
         frac.push('0');
@@ -319,10 +276,7 @@ mod tests {
         ] {
             assert_eq!(ts(form), expected, "{form}");
         }
-        assert_eq!(
-            ts("1704067200123456789").timestamp_subsec_nanos(),
-            123_456_789
-        );
+        assert_eq!(ts("1704067200123456789").timestamp_subsec_nanos(), 123_456_789);
         assert_eq!(parse_timestamp(&raw("null")).unwrap(), None);
         assert_eq!(parse_timestamp(&raw("\"\"")).unwrap(), None);
         assert!(parse_timestamp(&raw("\"yesterday\"")).is_err());
@@ -366,20 +320,10 @@ mod tests {
 
     #[test]
     fn jsonb_text_sorts_keys_by_length_then_bytes() {
-        let v =
-            raw(r#"{"bb": 1, "a": [1, 2.50, "x\ty"], "c": {"z": null, "y": true}, "a": "dup"}"#);
-        assert_eq!(
-            jsonb_each_text(&v).unwrap().unwrap(),
-            r#"{"a": "dup", "c": {"y": true, "z": null}, "bb": 1}"#
-        );
-        assert_eq!(
-            jsonb_each_text(&raw("\"plain\\u00e9\"")).unwrap().unwrap(),
-            "plainé"
-        );
+        let v = raw(r#"{"bb": 1, "a": [1, 2.50, "x\ty"], "c": {"z": null, "y": true}, "a": "dup"}"#);
+        assert_eq!(jsonb_each_text(&v).unwrap().unwrap(), r#"{"a": "dup", "c": {"y": true, "z": null}, "bb": 1}"#);
+        assert_eq!(jsonb_each_text(&raw("\"plain\\u00e9\"")).unwrap().unwrap(), "plainé");
         assert_eq!(jsonb_each_text(&raw("null")).unwrap(), None);
-        assert_eq!(
-            jsonb_each_text(&raw("[\"\\u0001\"]")).unwrap().unwrap(),
-            "[\"\\u0001\"]"
-        );
+        assert_eq!(jsonb_each_text(&raw("[\"\\u0001\"]")).unwrap().unwrap(), "[\"\\u0001\"]");
     }
 }

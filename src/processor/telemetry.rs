@@ -60,10 +60,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// The design this replaces: 100 rows or 1 s.
-    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults {
-        size: 100,
-        timeout: Duration::from_secs(1),
-    };
+    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 100, timeout: Duration::from_secs(1) };
     /// The table written.
     pub const TABLE: &str = "timeseries_metrics";
 
@@ -129,8 +126,8 @@ impl Processor for Telemetry {
     type Row = MetricRow;
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<MetricRow>) -> Result<(), DecodeError> {
-        let text = std::str::from_utf8(msg.payload)
-            .map_err(|e| DecodeError::new(format!("payload is not UTF-8: {e}")))?;
+        let text =
+            std::str::from_utf8(msg.payload).map_err(|e| DecodeError::new(format!("payload is not UTF-8: {e}")))?;
         let first = text.trim_start().as_bytes().first().copied();
         match first {
             Some(b'{') => rows.push(decode_metric(text, msg)?),
@@ -138,8 +135,7 @@ impl Processor for Telemetry {
                 let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json_error)?;
                 rows.reserve(items.len());
                 for (i, item) in items.into_iter().enumerate() {
-                    let row = decode_metric(item.get(), msg)
-                        .map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?;
+                    let row = decode_metric(item.get(), msg).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?;
                     rows.push(row);
                 }
             }
@@ -206,14 +202,10 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
         // Only on the error path: run again with path tracking so the message names the field.
         Err(e) => {
             let mut de = serde_json::Deserializer::from_str(text);
-            return Err(
-                match serde_path_to_error::deserialize::<_, RawMetric<'_>>(&mut de) {
-                    Err(pe) if pe.path().to_string() != "." => {
-                        DecodeError::new(format!("{}: {}", pe.path(), pe.inner()))
-                    }
-                    _ => json_error(e),
-                },
-            );
+            return Err(match serde_path_to_error::deserialize::<_, RawMetric<'_>>(&mut de) {
+                Err(pe) if pe.path().to_string() != "." => DecodeError::new(format!("{}: {}", pe.path(), pe.inner())),
+                _ => json_error(e),
+            });
         }
     };
     let timestamp = match raw.timestamp {
@@ -231,10 +223,7 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
     };
     let if_index = raw
         .if_index
-        .map(|i| {
-            i32::try_from(i)
-                .map_err(|_| DecodeError::new(format!("if_index: {i} does not fit an int4")))
-        })
+        .map(|i| i32::try_from(i).map_err(|_| DecodeError::new(format!("if_index: {i} does not fit an int4"))))
         .transpose()?;
     let tags = match raw.tags {
         Some(t) => Tags::parse(t)?,
@@ -252,12 +241,8 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
         timestamp,
         gateway_id: present(raw.gateway_id).unwrap_or_else(|| "unknown".to_owned()),
         agent_id: raw.agent_id,
-        metric_name: present(raw.metric_name)
-            .or_else(|| present(raw.name))
-            .unwrap_or_else(|| "unknown".to_owned()),
-        metric_type: present(raw.metric_type)
-            .or_else(|| present(raw.kind))
-            .unwrap_or_else(|| "gauge".to_owned()),
+        metric_name: present(raw.metric_name).or_else(|| present(raw.name)).unwrap_or_else(|| "unknown".to_owned()),
+        metric_type: present(raw.metric_type).or_else(|| present(raw.kind)).unwrap_or_else(|| "gauge".to_owned()),
         device_id: raw.device_id,
         value,
         unit: raw.unit,
@@ -311,8 +296,7 @@ impl Tags {
         let object = match text.as_bytes().first() {
             Some(b'n') => return Ok(None),
             Some(b'"') => {
-                inner = serde_json::from_str(text)
-                    .map_err(|e| DecodeError::new(format!("tags: {e}")))?;
+                inner = serde_json::from_str(text).map_err(|e| DecodeError::new(format!("tags: {e}")))?;
                 if inner.trim().is_empty() {
                     return Ok(None);
                 }
@@ -321,24 +305,16 @@ impl Tags {
             _ => text,
         };
         if !object.starts_with('{') {
-            return Err(DecodeError::new(
-                "tags: must be a JSON object (or a string holding one)",
-            ));
+            return Err(DecodeError::new("tags: must be a JSON object (or a string holding one)"));
         }
         check_jsonb("tags", object)?;
         let map: BTreeMap<String, &RawValue> =
             serde_json::from_str(object).map_err(|e| DecodeError::new(format!("tags: {e}")))?;
         let mut texts = BTreeMap::new();
         for (k, v) in map {
-            texts.insert(
-                k,
-                jsonb_each_text(v).map_err(|e| DecodeError::new(format!("tags: {e}")))?,
-            );
+            texts.insert(k, jsonb_each_text(v).map_err(|e| DecodeError::new(format!("tags: {e}")))?);
         }
-        Ok(Some(Tags {
-            json: object.to_owned(),
-            texts,
-        }))
+        Ok(Some(Tags { json: object.to_owned(), texts }))
     }
 }
 
@@ -429,9 +405,7 @@ mod tests {
 
     fn decode(payload: &str) -> Result<Vec<MetricRow>, DecodeError> {
         let mut rows = Vec::new();
-        Telemetry::new("platform")
-            .decode(&incoming(payload), &mut rows)
-            .map(|()| rows)
+        Telemetry::new("platform").decode(&incoming(payload), &mut rows).map(|()| rows)
     }
 
     const SAMPLE: &str = r#"{"timestamp": "2024-01-01T00:00:00Z", "gateway_id": "gateway-1", "agent_id": "agent-1",
@@ -443,10 +417,7 @@ mod tests {
         let rows = decode(SAMPLE).unwrap();
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
-        assert_eq!(
-            r.timestamp,
-            Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
-        );
+        assert_eq!(r.timestamp, Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap());
         assert_eq!(r.gateway_id, "gateway-1");
         assert_eq!(r.agent_id.as_deref(), Some("agent-1"));
         assert_eq!(r.metric_name, "cpu_usage");
@@ -466,14 +437,7 @@ mod tests {
         )
         .unwrap();
         let r = &rows[0];
-        assert_eq!(
-            (
-                r.gateway_id.as_str(),
-                r.metric_name.as_str(),
-                r.metric_type.as_str()
-            ),
-            ("g", "if_in", "counter")
-        );
+        assert_eq!((r.gateway_id.as_str(), r.metric_name.as_str(), r.metric_type.as_str()), ("g", "if_in", "counter"));
         assert!(r.is_delta);
         assert_eq!(r.if_index, Some(3));
         assert_eq!(r.target_device_ip.as_deref(), Some("10.0.0.1"));
@@ -485,11 +449,7 @@ mod tests {
     fn defaults_apply_and_the_time_comes_from_jetstream() {
         let r = &decode(r#"{"value": 1}"#).unwrap()[0];
         assert_eq!(
-            (
-                r.gateway_id.as_str(),
-                r.metric_name.as_str(),
-                r.metric_type.as_str()
-            ),
+            (r.gateway_id.as_str(), r.metric_name.as_str(), r.metric_type.as_str()),
             ("unknown", "unknown", "gauge")
         );
         assert_eq!(r.timestamp, incoming("").published);
@@ -497,12 +457,7 @@ mod tests {
 
     #[test]
     fn arrays_give_one_row_each() {
-        assert_eq!(
-            decode(r#"[{"value": 1}, {"value": 2}, {"value": 3}]"#)
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(decode(r#"[{"value": 1}, {"value": 2}, {"value": 3}]"#).unwrap().len(), 3);
         assert_eq!(decode("[]").unwrap().len(), 0);
         let e = decode(r#"[{"value": 1}, {"nope": 2}]"#).unwrap_err();
         assert!(e.0.starts_with("[1]: value: missing"), "{e}");
@@ -515,10 +470,7 @@ mod tests {
             ("{\"value\": ", "EOF while parsing"),
             (r#"{"value": "abc"}"#, "value"),
             (r#"{"value": 1, "device_id": 7}"#, "device_id"),
-            (
-                r#"{"value": 1, "tags": [1]}"#,
-                "tags: must be a JSON object",
-            ),
+            (r#"{"value": 1, "tags": [1]}"#, "tags: must be a JSON object"),
             (r#"{"value": 1, "if_index": 99999999999}"#, "if_index"),
             (r#"{"value": 1, "agent_id": "a\u0000b"}"#, "NUL"),
             (r#"{"value": 1, "tags": {"a": "\u0000"}}"#, "jsonb refuses"),
@@ -530,36 +482,21 @@ mod tests {
         }
         let mut rows = Vec::new();
         let bytes = [0xff, 0xfe, b'{'];
-        let msg = Incoming {
-            payload: &bytes,
-            ..incoming("")
-        };
-        assert!(
-            Telemetry::new("p")
-                .decode(&msg, &mut rows)
-                .unwrap_err()
-                .0
-                .contains("UTF-8")
-        );
+        let msg = Incoming { payload: &bytes, ..incoming("") };
+        assert!(Telemetry::new("p").decode(&msg, &mut rows).unwrap_err().0.contains("UTF-8"));
     }
 
     #[test]
     fn series_key_of_the_empty_identity_is_md5_of_nothing() {
-        assert_eq!(
-            series_key(&SeriesIdentity::default()),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
+        assert_eq!(series_key(&SeriesIdentity::default()), "d41d8cd98f00b204e9800998ecf8427e");
     }
 
     #[test]
     fn series_key_ignores_unstable_and_blank_tags_and_the_value() {
         let a = &decode(r#"{"metric_name": "m", "value": 1, "tags": {"host": "h", "available": true, "blank": "  "}}"#)
             .unwrap()[0];
-        let b =
-            &decode(r#"{"metric_name": "m", "value": 2, "tags": {"host": "h", "packet_loss": 3}}"#)
-                .unwrap()[0];
-        let c =
-            &decode(r#"{"metric_name": "m", "value": 1, "tags": {"host": "other"}}"#).unwrap()[0];
+        let b = &decode(r#"{"metric_name": "m", "value": 2, "tags": {"host": "h", "packet_loss": 3}}"#).unwrap()[0];
+        let c = &decode(r#"{"metric_name": "m", "value": 1, "tags": {"host": "other"}}"#).unwrap()[0];
         assert_eq!(a.series_key, b.series_key);
         assert_ne!(a.series_key, c.series_key);
     }
@@ -567,21 +504,11 @@ mod tests {
     #[test]
     fn series_key_is_length_prefixed() {
         // Without length prefixes these two would collide ("a|b" vs "a" + "|b").
-        let x = series_key(&SeriesIdentity {
-            agent_id: Some("a|b"),
-            ..Default::default()
-        });
-        let y = series_key(&SeriesIdentity {
-            agent_id: Some("a"),
-            device_id: Some("|b"),
-            ..Default::default()
-        });
+        let x = series_key(&SeriesIdentity { agent_id: Some("a|b"), ..Default::default() });
+        let y = series_key(&SeriesIdentity { agent_id: Some("a"), device_id: Some("|b"), ..Default::default() });
         assert_ne!(x, y);
         // Known value: md5("11:metric_type=5:gauge").
-        let z = series_key(&SeriesIdentity {
-            metric_type: Some("gauge"),
-            ..Default::default()
-        });
+        let z = series_key(&SeriesIdentity { metric_type: Some("gauge"), ..Default::default() });
         let expected = format!("{:x}", Md5::digest(b"11:metric_type=5:gauge"));
         assert_eq!(z, expected);
     }

