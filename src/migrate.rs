@@ -163,7 +163,7 @@ async fn apply(client: &Client, db: &DatabaseConfig, schema: &str) -> Result<Mig
 /// Makes the table's retention policy `keep`; returns whether anything changed.
 async fn set_retention(client: &Client, schema: &str, table: &str, keep: Duration) -> Result<bool, MigrateError> {
     let relation = format!("{}.{}", quote_ident(schema), quote_ident(table));
-    let interval = format!("{} seconds", keep.as_secs());
+    let interval = interval_text(keep);
     let current = client
         .query_opt(
             "SELECT (config->>'drop_after')::interval = $3::text::interval
@@ -190,6 +190,12 @@ async fn set_retention(client: &Client, schema: &str, table: &str, keep: Duratio
     Ok(true)
 }
 
+/// `7 days` rather than `604800 seconds`, so the policy reads as it was written.
+fn interval_text(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    if secs % 86_400 == 0 { format!("{} days", secs / 86_400) } else { format!("{secs} seconds") }
+}
+
 /// A stable fingerprint of a migration's text (FNV-1a 64, hex): detects edits, not attacks.
 fn checksum(sql: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -214,6 +220,12 @@ mod tests {
             assert!(!m.sql.contains("platform."), "{} hard-codes the schema", m.name);
             assert!(m.sql.contains("@schema@"), "{}", m.name);
         }
+    }
+
+    #[test]
+    fn intervals_read_as_written() {
+        assert_eq!(interval_text(Duration::from_secs(7 * 86_400)), "7 days");
+        assert_eq!(interval_text(Duration::from_secs(90)), "90 seconds");
     }
 
     #[test]

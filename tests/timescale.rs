@@ -1,0 +1,122 @@
+//! TimescaleDB for real: PGlite with TimescaleDB 2.23 behind a small wire-protocol front (tests/pglite-timescale,
+//! installed by `make test`). One connection at a time: the daemon runs with a pool of one, and the test reads
+//! the database only after it stops.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tokio_util::sync::CancellationToken;
+
+/// A PGlite+TimescaleDB server on a free port; killed on drop.
+struct Timescale {
+    child: Child,
+    url: String,
+}
+
+impl Timescale {
+    fn start() -> Timescale {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pglite-timescale");
+        assert!(
+            dir.join("node_modules").exists(),
+            "tests/pglite-timescale/node_modules is missing: run the tests with `make test` (it runs npm ci there)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
+            .arg("server.mjs")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node server.mjs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("READY") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(60)).expect("PGlite+TimescaleDB printed READY within 60 s");
+        // PGlite wants a password (any); no TLS.
+        Timescale { child, url: format!("postgres://postgres:pglite@127.0.0.1:{port}/postgres?sslmode=disable") }
+    }
+}
+
+impl Drop for Timescale {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_timescaledb_the_table_is_a_hypertable_with_retention_and_writes_are_idempotent() {
+    let ts = Timescale::start();
+    let nats = NatsServer::start();
+    let mut stream = TestStream::telemetry(&unique("ts"));
+    stream.batch_timeout = "50ms";
+    let mut config = config(&nats.url, &ts.url, std::slice::from_ref(&stream));
+    config.database.pool_size = 1;
+
+    let first = db_event_writer::migrate::migrate(&config.database).await.expect("migrate on TimescaleDB");
+    assert!(first.timescaledb, "{first:?}");
+    assert_eq!(first.applied, ["0001_timeseries_metrics.sql"]);
+    assert_eq!(first.retention_changed, ["timeseries_metrics"]);
+    let second = db_event_writer::migrate::migrate(&config.database).await.unwrap();
+    assert!(second.applied.is_empty() && second.retention_changed.is_empty(), "second migrate is a no-op: {second:?}");
+
+    {
+        let client = connect(&ts.url).await;
+        let hypertable: i64 = client
+            .query_one(
+                "SELECT count(*) FROM timescaledb_information.hypertables \
+                 WHERE hypertable_schema = 'platform' AND hypertable_name = 'timeseries_metrics'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(hypertable, 1, "timeseries_metrics is a hypertable");
+        let keep: String = client
+            .query_one(
+                "SELECT (config->>'drop_after') FROM timescaledb_information.jobs \
+                 WHERE proc_name = 'policy_retention' AND hypertable_name = 'timeseries_metrics'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(keep, "7 days");
+    } // the connection closes: PGlite serves one client at a time
+
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let subject = stream.subjects[0].replace('>', "x");
+    publish_all(&js, [(subject.clone(), metric(1)), (subject.clone(), metric(2)), (subject.clone(), metric(1))]).await;
+    init_logs();
+    let token = CancellationToken::new();
+    let daemon = tokio::spawn(db_event_writer::run(config, token.clone()));
+    wait_drained(&js, &stream, Duration::from_secs(60)).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(30), daemon).await.unwrap().unwrap().unwrap();
+
+    let client = connect(&ts.url).await;
+    let rows: i64 = client.query_one("SELECT count(*) FROM platform.timeseries_metrics", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 2, "three messages, one a duplicate: two rows");
+    let chunks: i64 = client
+        .query_one(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'timeseries_metrics'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(chunks >= 1, "rows live in hypertable chunks");
+}
