@@ -60,6 +60,8 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
     let url = redact_url(&config.nats.url);
     let mut delay = Duration::from_millis(250);
     loop {
+        // Pull subscriptions re-issue their requests by themselves after a reconnection (async-nats checks the
+        // consumer's waiting requests), so these events are only logged.
         let options = ConnectOptions::new()
             .name("db-event-writer")
             .connection_timeout(Duration::from_secs(5))
@@ -69,6 +71,8 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
                     Event::Connected => tracing::info!("NATS connected"),
                     Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
                     Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode"),
+                    // Every failed reconnect attempt: the Disconnected warning already said it.
+                    Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
                     other => tracing::warn!(event = %other, "NATS event"),
                 }
             });

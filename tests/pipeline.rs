@@ -317,3 +317,63 @@ async fn series_key_matches_the_sql_definition() {
         assert_eq!(r.series_key, from_sql, "series_key differs from SQL for {payload}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stream_restarts_while_the_other_stream_keeps_running() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let a = TestStream::telemetry(&unique("a"));
+    let b = TestStream::telemetry(&unique("b"));
+    let config = config(&nats.url, &db.url, &[a.clone(), b.clone()]);
+    migrate(&config).await;
+    let js = nats.jetstream().await;
+    let (token, handle) = start(config);
+    for s in [&a, &b] {
+        wait_until(LIMIT, "consumers created", || async {
+            match js.get_stream(&s.jetstream).await {
+                Ok(st) => st.consumer_info(&s.consumer).await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+    // Pull the rug from under stream a: its consumer disappears; its task fails and must come back.
+    js.get_stream(&a.jetstream).await.unwrap().delete_consumer(&a.consumer).await.unwrap();
+    let (sa, sb) = (a.subjects[0].replace('>', "x"), b.subjects[0].replace('>', "x"));
+    publish_all(&js, (0..20).map(|i| (sb.clone(), metric(i)))).await;
+    wait_until(LIMIT, "stream b unaffected", || async { db.count("timeseries_metrics").await == 20 }).await;
+    publish_all(&js, (100..120).map(|i| (sa.clone(), metric(i)))).await;
+    wait_until(LIMIT, "stream a back after its restart", || async { db.count("timeseries_metrics").await == 40 }).await;
+    wait_drained(&js, &a, LIMIT).await;
+    wait_drained(&js, &b, LIMIT).await;
+    stop(token, handle).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_is_survived_without_loss() {
+    let mut nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let mut stream = TestStream::telemetry(&unique("outage"));
+    // A killed nats-server can come back believing some acked messages are still out (its consumer state is
+    // written lazily); they return after ack_wait and are skipped as duplicates. Keep that wait short.
+    stream.extra = "ack_wait = \"2s\"\n".to_owned();
+    let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
+    migrate(&config).await;
+    let subject = stream.subjects[0].replace('>', "x");
+    {
+        let js = nats.jetstream().await;
+        create_stream(&js, &stream).await;
+        publish_all(&js, (0..100).map(|i| (subject.clone(), metric(i)))).await;
+    }
+    let (token, handle) = start(config);
+    wait_until(LIMIT, "first rows", || async { db.count("timeseries_metrics").await == 100 }).await;
+
+    nats.restart(Duration::from_secs(2));
+    let js = nats.jetstream().await;
+    publish_all(&js, (100..200).map(|i| (subject.clone(), metric(i)))).await;
+    wait_until(LIMIT, "rows published after the outage", || async { db.count("timeseries_metrics").await == 200 })
+        .await;
+    wait_drained(&js, &stream, LIMIT).await;
+    assert!(!handle.is_finished());
+    stop(token, handle).await;
+}

@@ -84,6 +84,16 @@ impl NatsServer {
         wait_for_port(self.port, Duration::from_secs(15));
     }
 
+    /// Kills the server and starts it again on the same port with the same store (a NATS outage).
+    pub fn restart(&mut self, down_for: Duration) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(&self.url).await.expect("connect to test nats-server")
     }
