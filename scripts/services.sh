@@ -55,7 +55,8 @@ ensure_nats_bin() {
 }
 
 nats_version() { # version of the server on 127.0.0.1:4222, from its INFO line
-  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222; head -c 4096 <&3 | head -n 1' 2>/dev/null \
+  # The read builtin, not head: no child process that could outlive the timeout and hold the pipe open.
+  timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222; IFS= read -r -t 2 line <&3; printf "%s\n" "$line"' 2>/dev/null \
     | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'
 }
 
