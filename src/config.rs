@@ -275,7 +275,8 @@ impl DaemonConfig {
 }
 
 /// Tables whose retention `[database.retention]` may set, with ServiceRadar's defaults.
-pub const RETENTION_DEFAULTS: &[(&str, Duration)] = &[("timeseries_metrics", Duration::from_secs(7 * 86_400))];
+pub const RETENTION_DEFAULTS: &[(&str, Duration)] =
+    &[("logs", Duration::from_secs(30 * 86_400)), ("timeseries_metrics", Duration::from_secs(7 * 86_400))];
 
 impl Config {
     /// Reads, parses and validates `path`, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).

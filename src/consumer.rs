@@ -25,6 +25,7 @@ use crate::batch::{Batch, Batcher};
 use crate::config::StreamConfig;
 use crate::db::{ErrorClass, WriteError};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
+use crate::processor::logs::Logs;
 use crate::processor::telemetry::Telemetry;
 use crate::processor::{Incoming, Processor, ProcessorKind};
 
@@ -63,6 +64,7 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
     // The closed set of processors, dispatched once per stream task: the pipeline is monomorphised per kind.
     match cfg.processor {
         ProcessorKind::Telemetry => pipeline(Telemetry::new(&shared.schema), cfg, shared, shutdown).await,
+        ProcessorKind::Logs => pipeline(Logs::new(&shared.schema), cfg, shared, shutdown).await,
     }
 }
 
@@ -170,7 +172,13 @@ async fn accept<P: Processor>(
         Err(_) => (0, 1, Utc::now()),
     };
     let (message, acker) = msg.split();
-    let incoming = Incoming { subject: message.subject.as_str(), payload: &message.payload, published };
+    let incoming = Incoming {
+        subject: message.subject.as_str(),
+        payload: &message.payload,
+        published,
+        stream: &cfg.jetstream,
+        sequence,
+    };
     let before = batcher.row_count();
     match processor.decode(&incoming, batcher.rows_mut()) {
         Ok(()) => {

@@ -93,14 +93,19 @@ impl WriteError {
 
 /// Classifies a tokio-postgres error by SQLSTATE and connection state.
 pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
-    if e.is_closed() {
+    if let Some(code) = e.code() {
+        return classify_sqlstate(code.code());
+    }
+    if e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
         return ErrorClass::Breaker;
     }
-    let Some(code) = e.code() else {
-        // No SQLSTATE: an I/O or protocol failure on the connection.
-        return ErrorClass::Breaker;
-    };
-    classify_sqlstate(code.code())
+    // A value the client could not encode for its column (e.g. out of range): retrying cannot help; bisection
+    // finds the message that carries it. tokio-postgres does not expose this kind, only its message.
+    if e.to_string().starts_with("error serializing parameter") {
+        return ErrorClass::Permanent;
+    }
+    // Anything else without a SQLSTATE is a connection or protocol failure.
+    ErrorClass::Breaker
 }
 
 /// Classifies a SQLSTATE code.

@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::consumer::Shared;
-use crate::processor::{ProcessorKind, qualified};
+use crate::processor::qualified;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +51,6 @@ pub enum RunError {
     /// Shutdown did not finish in time; unacked messages will be redelivered (and deduplicated).
     #[error("shutdown did not finish within {0:?}; messages not yet acked will be redelivered")]
     ShutdownTimedOut(std::time::Duration),
-}
-
-/// The tables a processor writes.
-pub fn tables_of(kind: ProcessorKind) -> &'static [&'static str] {
-    match kind {
-        ProcessorKind::Telemetry => &[processor::telemetry::Telemetry::TABLE],
-    }
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then stops fetching, flushes and commits every open batch,
@@ -117,7 +110,7 @@ async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result
         }
     };
     for s in &config.streams {
-        for table in tables_of(s.processor) {
+        for table in s.processor.tables() {
             let name = qualified(&config.database.schema, table);
             match client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await {
                 Ok(row) if row.get::<_, bool>(0) => {}

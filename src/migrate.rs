@@ -22,11 +22,14 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_timeseries_metrics.sql",
-    sql: include_str!("../migrations/0001_timeseries_metrics.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_timeseries_metrics.sql",
+        sql: include_str!("../migrations/0001_timeseries_metrics.sql"),
+    },
+    Migration { version: 2, name: "0002_logs.sql", sql: include_str!("../migrations/0002_logs.sql") },
+];
 
 /// Errors of `migrate`.
 #[derive(Debug, thiserror::Error)]

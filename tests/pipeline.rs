@@ -254,13 +254,14 @@ async fn migrate_twice_is_a_no_op() {
     let db = TestDb::create().await;
     let config = config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")]);
     let first = run_migrations(&config.database).await.unwrap();
-    assert_eq!(first.applied, ["0001_timeseries_metrics.sql"]);
+    let all: Vec<&str> = db_event_writer::migrate::MIGRATIONS.iter().map(|m| m.name).collect();
+    assert_eq!(first.applied, all);
     let second = run_migrations(&config.database).await.unwrap();
     assert!(second.applied.is_empty(), "{second:?}");
     let client = db.client().await;
     let recorded: i64 =
         client.query_one("SELECT count(*) FROM platform.db_event_writer_migrations", &[]).await.unwrap().get(0);
-    assert_eq!(recorded, 1);
+    assert_eq!(recorded, all.len() as i64);
     // Plain PostgreSQL: the table works without TimescaleDB.
     assert!(!second.timescaledb);
     assert_eq!(db.count("timeseries_metrics").await, 0);
@@ -294,7 +295,13 @@ async fn series_key_matches_the_sql_definition() {
     let processor = Telemetry::new("platform");
     for payload in cases {
         let mut rows = Vec::new();
-        let msg = Incoming { subject: "telemetry.x", payload: payload.as_bytes(), published: chrono::Utc::now() };
+        let msg = Incoming {
+            subject: "telemetry.x",
+            payload: payload.as_bytes(),
+            published: chrono::Utc::now(),
+            stream: "events",
+            sequence: 1,
+        };
         processor.decode(&msg, &mut rows).unwrap_or_else(|e| panic!("{payload}: {e}"));
         let r = &rows[0];
         let from_sql: String = client

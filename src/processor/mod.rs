@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 pub mod json;
+pub mod logs;
+pub mod proto;
 pub mod telemetry;
 
 /// The processors `streams.toml` can name.
@@ -18,16 +20,27 @@ pub mod telemetry;
 pub enum ProcessorKind {
     /// Telemetry JSON → `timeseries_metrics`.
     Telemetry,
+    /// Log JSON and OTLP logs → `logs`.
+    Logs,
 }
 
 impl ProcessorKind {
     /// Every kind, for help texts.
-    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry];
+    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry, ProcessorKind::Logs];
 
     /// The name used in streams.toml.
     pub const fn name(self) -> &'static str {
         match self {
             ProcessorKind::Telemetry => "telemetry",
+            ProcessorKind::Logs => "logs",
+        }
+    }
+
+    /// The tables its rows go to.
+    pub const fn tables(self) -> &'static [&'static str] {
+        match self {
+            ProcessorKind::Telemetry => &[telemetry::Telemetry::TABLE],
+            ProcessorKind::Logs => &[logs::Logs::TABLE],
         }
     }
 
@@ -35,6 +48,7 @@ impl ProcessorKind {
     pub const fn batch_defaults(self) -> BatchDefaults {
         match self {
             ProcessorKind::Telemetry => telemetry::Telemetry::BATCH_DEFAULTS,
+            ProcessorKind::Logs => logs::Logs::BATCH_DEFAULTS,
         }
     }
 }
@@ -63,6 +77,10 @@ pub struct Incoming<'a> {
     pub payload: &'a [u8],
     /// When JetStream stored it: the same on every redelivery, so a usable default timestamp.
     pub published: DateTime<Utc>,
+    /// The JetStream stream it was stored in.
+    pub stream: &'a str,
+    /// Its sequence in that stream: with `stream`, an identity that survives redelivery.
+    pub sequence: u64,
 }
 
 /// Why a payload can never become rows. Never retried: the message is terminated (and later dead-lettered).

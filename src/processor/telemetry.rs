@@ -400,6 +400,8 @@ mod tests {
             subject: "telemetry.cpu",
             payload: payload.as_bytes(),
             published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
+            stream: "events",
+            sequence: 1,
         }
     }
 

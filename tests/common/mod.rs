@@ -197,6 +197,7 @@ pub struct TestStream {
     pub subjects: Vec<String>,
     pub batch_size: usize,
     pub batch_timeout: &'static str,
+    pub processor: &'static str,
     pub extra: String,
 }
 
@@ -210,8 +211,19 @@ impl TestStream {
             subjects: vec![format!("{prefix}.>")],
             batch_size: 100,
             batch_timeout: "200ms",
+            processor: "telemetry",
             extra: String::new(),
         }
+    }
+
+    /// A stream of `processor` with unique names, consuming `<prefix>.>`.
+    pub fn of(processor: &'static str, prefix: &str) -> TestStream {
+        TestStream { name: unique(processor), processor, ..TestStream::telemetry(prefix) }
+    }
+
+    /// A concrete subject under this stream's first filter.
+    pub fn subject(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.subjects[0].trim_end_matches(".>"))
     }
 }
 
@@ -224,12 +236,13 @@ pub fn config_text(nats_url: &str, db_url: &str, streams: &[TestStream]) -> Stri
     for s in streams {
         let subjects: Vec<String> = s.subjects.iter().map(|x| format!("\"{x}\"")).collect();
         text.push_str(&format!(
-            "\n[[stream]]\nname = \"{}\"\njetstream = \"{}\"\nconsumer = \"{}\"\nsubjects = [{}]\nprocessor = \"telemetry\"\n\
+            "\n[[stream]]\nname = \"{}\"\njetstream = \"{}\"\nconsumer = \"{}\"\nsubjects = [{}]\nprocessor = \"{}\"\n\
              batch_size = {}\nbatch_timeout = \"{}\"\n{}\n",
             s.name,
             s.jetstream,
             s.consumer,
             subjects.join(", "),
+            s.processor,
             s.batch_size,
             s.batch_timeout,
             s.extra

@@ -1,0 +1,172 @@
+//! Each processor against a real nats-server and PostgreSQL: real-format payloads (the reference samples, OTLP
+//! built here) become the rows the reference describes; bad payloads are terminated; and a full redelivery
+//! (consumer deleted and recreated: JetStream hands every message out again, same sequences) adds no row.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use db_event_writer::RunError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/samples/");
+
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{SAMPLES}{name}")).unwrap_or_else(|e| panic!("sample {name}: {e}"))
+}
+
+/// A daemon with one stream of one processor, on its own nats-server and database.
+struct Harness {
+    nats: NatsServer,
+    db: TestDb,
+    stream: TestStream,
+    js: async_nats::jetstream::Context,
+    config: db_event_writer::config::Config,
+    running: Option<(CancellationToken, JoinHandle<Result<(), RunError>>)>,
+}
+
+impl Harness {
+    async fn new(processor: &'static str) -> Harness {
+        init_logs();
+        let nats = NatsServer::start();
+        let db = TestDb::create().await;
+        let stream = TestStream::of(processor, &unique("p"));
+        let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
+        migrate(&config).await;
+        let js = nats.jetstream().await;
+        create_stream(&js, &stream).await;
+        Harness { nats, db, stream, js, config, running: None }
+    }
+
+    fn start(&mut self) {
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(db_event_writer::run(self.config.clone(), token.clone()));
+        self.running = Some((token, handle));
+    }
+
+    async fn stop(&mut self) {
+        let (token, handle) = self.running.take().expect("running");
+        token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
+    }
+
+    async fn publish(&self, items: Vec<(String, Vec<u8>)>) {
+        publish_all(&self.js, items).await;
+    }
+
+    async fn drained(&self) {
+        wait_drained(&self.js, &self.stream, LIMIT).await;
+        let _ = &self.nats;
+    }
+
+    /// Every message handed out again (same stream sequences): the rows must not change.
+    async fn redeliver_everything(&mut self, table: &str) {
+        let before = self.db.count(table).await;
+        self.stop().await;
+        self.js.get_stream(&self.stream.jetstream).await.unwrap().delete_consumer(&self.stream.consumer).await.unwrap();
+        self.start();
+        self.drained().await;
+        let info = self
+            .js
+            .get_stream(&self.stream.jetstream)
+            .await
+            .unwrap()
+            .consumer_info(&self.stream.consumer)
+            .await
+            .unwrap();
+        assert!(info.delivered.stream_sequence > 0, "messages were delivered again: {info:?}");
+        assert_eq!(self.db.count(table).await, before, "a redelivery added rows to {table}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_json_and_otlp_become_rows_once() {
+    use db_event_writer::processor::proto::common::{AnyValue, KeyValue, Resource, any_value};
+    use db_event_writer::processor::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message as _;
+
+    let mut h = Harness::new("logs").await;
+    let s = |suffix: &str| h.stream.subject(suffix);
+    let otlp = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("collector".into())) }),
+                }],
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: None,
+                log_records: vec![
+                    LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000,
+                        severity_number: 13,
+                        severity_text: "WARN".into(),
+                        body: Some(AnyValue { value: Some(any_value::Value::StringValue("disk 91%".into())) }),
+                        ..Default::default()
+                    },
+                    LogRecord {
+                        time_unix_nano: 1_700_000_000_000_000_000,
+                        body: Some(AnyValue { value: Some(any_value::Value::StringValue("same time".into())) }),
+                        ..Default::default()
+                    },
+                ],
+            }],
+        }],
+    };
+    h.publish(vec![
+        (s("logs.syslog.processed"), sample("03_logs.syslog.processed__go_test_single.json")),
+        (s("logs.syslog.processed"), sample("04_logs.syslog.processed__go_test_array.json")),
+        (s("logs.otel.processed"), sample("05_logs.otel.processed__go_test_charcode_body.json")),
+        (s("logs.snmp.processed"), sample("07_logs.snmp.processed__go_test_with_body.json")),
+        (s("logs.otel.processed"), sample("14_logs__elixir_logs_test_otel_json.json")),
+        (s("logs.otel"), otlp.encode_to_vec()),
+        (s("logs.syslog.processed"), b"{\"message\": ".to_vec()),
+        (s("logs.otel"), vec![0x0a, 0xff, 0xff]),
+        (s("logs.syslog.processed"), b"[1, 2]".to_vec()),
+    ])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("logs").await, 8, "1 + 2 + 1 + 1 + 1 JSON rows and 2 OTLP records; 3 bad messages");
+
+    let client = h.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT body, severity_text, severity_number, service_name, source, timestamp = to_timestamp(1700000000) \
+             FROM platform.logs WHERE body = 'test log'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(1), "ERROR");
+    assert_eq!(row.get::<_, i32>(2), 19);
+    assert_eq!(row.get::<_, String>(3), "device-1");
+    assert_eq!(row.get::<_, String>(4), "syslog");
+    assert!(row.get::<_, bool>(5));
+    let row = client
+        .query_one(
+            "SELECT severity_text, severity_number, service_name, source, resource_attributes \
+             FROM platform.logs WHERE body = 'disk 91%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "WARN");
+    assert_eq!(row.get::<_, i32>(1), 13);
+    assert_eq!(row.get::<_, String>(2), "collector");
+    assert_eq!(row.get::<_, String>(3), "otel");
+    assert_eq!(row.get::<_, String>(4), "service.name=collector");
+    let snmp: String = client
+        .query_one("SELECT source FROM platform.logs WHERE attributes LIKE '%varbinds%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(snmp, "snmp");
+
+    h.redeliver_everything("logs").await;
+    h.stop().await;
+}
