@@ -25,6 +25,7 @@ use crate::batch::{Batch, Batcher};
 use crate::config::StreamConfig;
 use crate::db::{ErrorClass, WriteError};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
+use crate::processor::events::Events;
 use crate::processor::logs::Logs;
 use crate::processor::telemetry::Telemetry;
 use crate::processor::{Incoming, Processor, ProcessorKind};
@@ -65,6 +66,7 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
     match cfg.processor {
         ProcessorKind::Telemetry => pipeline(Telemetry::new(&shared.schema), cfg, shared, shutdown).await,
         ProcessorKind::Logs => pipeline(Logs::new(&shared.schema), cfg, shared, shutdown).await,
+        ProcessorKind::Events => pipeline(Events::new(&shared.schema), cfg, shared, shutdown).await,
     }
 }
 

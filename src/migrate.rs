@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0001_timeseries_metrics.sql"),
     },
     Migration { version: 2, name: "0002_logs.sql", sql: include_str!("../migrations/0002_logs.sql") },
+    Migration { version: 3, name: "0003_ocsf_events.sql", sql: include_str!("../migrations/0003_ocsf_events.sql") },
 ];
 
 /// Errors of `migrate`.

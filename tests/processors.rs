@@ -170,3 +170,57 @@ async fn logs_json_and_otlp_become_rows_once() {
     h.redeliver_everything("logs").await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsf_events_become_rows_once_and_bad_ones_are_terminated() {
+    let mut h = Harness::new("events").await;
+    let subject = h.stream.subject("events.ocsf.processed");
+    let sample_01 = sample("01_events.ocsf.processed__cnpg_smoke.json");
+    let sample_02 = sample("02_events.ocsf.processed__go_test.json");
+    h.publish(vec![
+        (subject.clone(), sample_01.clone()),
+        (subject.clone(), sample_02.clone()),
+        // The same event again (a publisher retry): one row.
+        (subject.clone(), sample_01),
+        // No id, and an id that is not a UUID: never written, never retried.
+        (subject.clone(), br#"{"class_uid":1008,"category_uid":1,"type_uid":100801,"activity_id":1}"#.to_vec()),
+        (
+            subject.clone(),
+            br#"{"id":"nope","time":"2025-01-01T00:00:00Z","class_uid":1008,"category_uid":1,"type_uid":100801,"activity_id":1}"#
+                .to_vec(),
+        ),
+    ])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("ocsf_events").await, 2);
+
+    let client = h.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT message, severity_id, log_provider, metadata::text, unmapped->>'device_id', observables::text, \
+             device::text, raw_data, time = '2026-05-01T12:00:00Z' \
+             FROM platform.ocsf_events WHERE id = '3f1c2a9e-5d7b-4e8a-9c21-7b0e4d6a1f55'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "CNPG smoke event for smoke-3f1c2a9e-5d7b-4e8a-9c21-7b0e4d6a1f55");
+    assert_eq!(row.get::<_, i32>(1), 2);
+    assert_eq!(row.get::<_, String>(2), "cnpg-smoke-test");
+    assert_eq!(row.get::<_, String>(3), r#"{"smoke": true, "version": "1.7.0"}"#);
+    assert_eq!(row.get::<_, String>(4), "smoke-3f1c2a9e-5d7b-4e8a-9c21-7b0e4d6a1f55");
+    assert_eq!(row.get::<_, String>(5), "[]", "absent observables default to [] (the Go writer violated NOT NULL)");
+    assert_eq!(row.get::<_, String>(6), "{}");
+    assert_eq!(row.get::<_, String>(7), "cnpg-smoke");
+    assert!(row.get::<_, bool>(8));
+    let raw: String = client
+        .query_one("SELECT raw_data FROM platform.ocsf_events WHERE id = 'c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(raw.as_bytes(), sample_02.as_slice(), "raw_data is the whole payload when it has none");
+
+    h.redeliver_everything("ocsf_events").await;
+    h.stop().await;
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+pub mod events;
 pub mod json;
 pub mod logs;
 pub mod proto;
@@ -22,17 +23,20 @@ pub enum ProcessorKind {
     Telemetry,
     /// Log JSON and OTLP logs → `logs`.
     Logs,
+    /// OCSF event JSON → `ocsf_events`.
+    Events,
 }
 
 impl ProcessorKind {
     /// Every kind, for help texts.
-    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry, ProcessorKind::Logs];
+    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry, ProcessorKind::Logs, ProcessorKind::Events];
 
     /// The name used in streams.toml.
     pub const fn name(self) -> &'static str {
         match self {
             ProcessorKind::Telemetry => "telemetry",
             ProcessorKind::Logs => "logs",
+            ProcessorKind::Events => "events",
         }
     }
 
@@ -41,6 +45,7 @@ impl ProcessorKind {
         match self {
             ProcessorKind::Telemetry => &[telemetry::Telemetry::TABLE],
             ProcessorKind::Logs => &[logs::Logs::TABLE],
+            ProcessorKind::Events => &[events::Events::TABLE],
         }
     }
 
@@ -49,6 +54,7 @@ impl ProcessorKind {
         match self {
             ProcessorKind::Telemetry => telemetry::Telemetry::BATCH_DEFAULTS,
             ProcessorKind::Logs => logs::Logs::BATCH_DEFAULTS,
+            ProcessorKind::Events => events::Events::BATCH_DEFAULTS,
         }
     }
 }
