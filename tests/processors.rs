@@ -224,3 +224,44 @@ async fn ocsf_events_become_rows_once_and_bad_ones_are_terminated() {
     h.redeliver_everything("ocsf_events").await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_results_become_rows_once() {
+    let mut h = Harness::new("sweep").await;
+    let subject = h.stream.subject("sweep.results");
+    let result =
+        br#"{"host_ip": "192.168.1.100", "gateway_id": "gateway-1", "agent_id": "agent-1", "partition": "default",
+        "network_cidr": "192.168.1.0/24", "hostname": "server1", "mac": "00:11:22:33:44:55", "icmp_available": true,
+        "icmp_response_time_ns": 1500000, "last_sweep_time": "2024-01-01T00:00:00Z", "execution_id": "exec-1",
+        "sweep_group_id": "group-1", "config_hash": "h", "tcp_ports_scanned": [22, 80, 443], "tcp_ports_open": [22]}"#;
+    h.publish(vec![
+        (subject.clone(), result.to_vec()),
+        (subject.clone(), result.to_vec()),
+        (
+            subject.clone(),
+            br#"[{"hostIp": "10.0.0.2", "executionId": "exec-1", "lastSweepTime": 1704067200}]"#.to_vec(),
+        ),
+        (subject.clone(), br#"{"hostname": "no address"}"#.to_vec()),
+    ])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("sweep_results").await, 2);
+    let row =
+        h.db.client()
+            .await
+            .query_one(
+                "SELECT tcp_ports_scanned, tcp_ports_open, icmp_available, icmp_response_time_ns, raw->>'hostname' \
+             FROM platform.sweep_results WHERE host_ip = '192.168.1.100'",
+                &[],
+            )
+            .await
+            .unwrap();
+    assert_eq!(row.get::<_, Vec<i32>>(0), [22, 80, 443]);
+    assert_eq!(row.get::<_, Vec<i32>>(1), [22]);
+    assert_eq!(row.get::<_, bool>(2), true);
+    assert_eq!(row.get::<_, i64>(3), 1_500_000);
+    assert_eq!(row.get::<_, String>(4), "server1");
+    h.redeliver_everything("sweep_results").await;
+    h.stop().await;
+}

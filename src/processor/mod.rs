@@ -13,6 +13,7 @@ pub mod events;
 pub mod json;
 pub mod logs;
 pub mod proto;
+pub mod sweep;
 pub mod telemetry;
 
 /// The processors `streams.toml` can name.
@@ -25,11 +26,14 @@ pub enum ProcessorKind {
     Logs,
     /// OCSF event JSON → `ocsf_events`.
     Events,
+    /// Sweep result JSON → `sweep_results`.
+    Sweep,
 }
 
 impl ProcessorKind {
     /// Every kind, for help texts.
-    pub const ALL: &[ProcessorKind] = &[ProcessorKind::Telemetry, ProcessorKind::Logs, ProcessorKind::Events];
+    pub const ALL: &[ProcessorKind] =
+        &[ProcessorKind::Telemetry, ProcessorKind::Logs, ProcessorKind::Events, ProcessorKind::Sweep];
 
     /// The name used in streams.toml.
     pub const fn name(self) -> &'static str {
@@ -37,6 +41,7 @@ impl ProcessorKind {
             ProcessorKind::Telemetry => "telemetry",
             ProcessorKind::Logs => "logs",
             ProcessorKind::Events => "events",
+            ProcessorKind::Sweep => "sweep",
         }
     }
 
@@ -46,6 +51,7 @@ impl ProcessorKind {
             ProcessorKind::Telemetry => &[telemetry::Telemetry::TABLE],
             ProcessorKind::Logs => &[logs::Logs::TABLE],
             ProcessorKind::Events => &[events::Events::TABLE],
+            ProcessorKind::Sweep => &[sweep::Sweep::TABLE],
         }
     }
 
@@ -55,6 +61,7 @@ impl ProcessorKind {
             ProcessorKind::Telemetry => telemetry::Telemetry::BATCH_DEFAULTS,
             ProcessorKind::Logs => logs::Logs::BATCH_DEFAULTS,
             ProcessorKind::Events => events::Events::BATCH_DEFAULTS,
+            ProcessorKind::Sweep => sweep::Sweep::BATCH_DEFAULTS,
         }
     }
 }
