@@ -27,6 +27,7 @@ use crate::db::{ErrorClass, WriteError};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
 use crate::processor::events::Events;
 use crate::processor::logs::Logs;
+use crate::processor::otel::Otel;
 use crate::processor::sweep::Sweep;
 use crate::processor::telemetry::Telemetry;
 use crate::processor::{Incoming, Processor, ProcessorKind};
@@ -69,6 +70,7 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
         ProcessorKind::Logs => pipeline(Logs::new(&shared.schema), cfg, shared, shutdown).await,
         ProcessorKind::Events => pipeline(Events::new(&shared.schema), cfg, shared, shutdown).await,
         ProcessorKind::Sweep => pipeline(Sweep::new(&shared.schema), cfg, shared, shutdown).await,
+        ProcessorKind::Otel => pipeline(Otel::new(&shared.schema), cfg, shared, shutdown).await,
     }
 }
 

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "0002_logs.sql", sql: include_str!("../migrations/0002_logs.sql") },
     Migration { version: 3, name: "0003_ocsf_events.sql", sql: include_str!("../migrations/0003_ocsf_events.sql") },
     Migration { version: 4, name: "0004_sweep_results.sql", sql: include_str!("../migrations/0004_sweep_results.sql") },
+    Migration { version: 5, name: "0005_otel.sql", sql: include_str!("../migrations/0005_otel.sql") },
 ];
 
 /// Errors of `migrate`.

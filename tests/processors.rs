@@ -265,3 +265,96 @@ async fn sweep_results_become_rows_once() {
     h.redeliver_everything("sweep_results").await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_traces_and_metrics_become_rows_once() {
+    use db_event_writer::processor::proto::common::{AnyValue, KeyValue, Resource, any_value};
+    use db_event_writer::processor::proto::metrics::{
+        ExportMetricsServiceRequest, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
+        number_data_point,
+    };
+    use db_event_writer::processor::proto::trace::{ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span};
+    use prost::Message as _;
+
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+    };
+    let resource = Some(Resource { attributes: vec![kv("service.name", "api")] });
+    let spans = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource.clone(),
+            scope_spans: vec![ScopeSpans {
+                scope: None,
+                spans: (0u8..3)
+                    .map(|i| Span {
+                        trace_id: vec![7; 16],
+                        span_id: vec![i + 1; 8],
+                        name: format!("op-{i}"),
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        end_time_unix_nano: 1_700_000_000_100_000_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+            }],
+        }],
+    };
+    // Two points of one metric at one time, differing only in attributes: the Go writer kept one.
+    let point = |route: &str| NumberDataPoint {
+        attributes: vec![kv("http.route", route)],
+        time_unix_nano: 1_700_000_000_000_000_000,
+        value: Some(number_data_point::Value::AsDouble(1.5)),
+        ..Default::default()
+    };
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource,
+            scope_metrics: vec![ScopeMetrics {
+                scope: None,
+                metrics: vec![Metric {
+                    name: "http.server.duration".into(),
+                    unit: "ms".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points: vec![point("/a"), point("/b")] })),
+                    ..Default::default()
+                }],
+            }],
+        }],
+    };
+    let mut h = Harness::new("otel").await;
+    let s = |suffix: &str| h.stream.subject(suffix);
+    h.publish(vec![
+        (s("otel.traces.raw"), spans.encode_to_vec()),
+        (s("otel.traces"), sample("16_otel.traces__elixir_otel_traces_test_json.json")),
+        (s("otel.metrics.raw"), metrics.encode_to_vec()),
+        (s("otel.metrics"), sample("15_otel.metrics__elixir_otel_metrics_test_json.json")),
+        (
+            s("otel.metrics.derived"),
+            br#"[{"timestamp":"2024-01-15T10:31:00Z","span_name":"GET /x","service_name":"gw","span_id":"s1","duration_ms":120.0,"metric_type":"http","is_slow":true}]"#.to_vec(),
+        ),
+        (s("otel.traces.raw"), vec![0x0a, 0xff]),
+    ])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("otel_traces").await, 4);
+    assert_eq!(h.db.count("otel_metrics").await, 4, "two OTLP points, sample 15, one derived");
+    let client = h.db.client().await;
+    let routes: Vec<String> = client
+        .query(
+            "SELECT http_route FROM platform.otel_metrics WHERE span_name = 'http.server.duration' \
+             AND unit = 'ms' AND service_name = 'api' ORDER BY http_route",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(routes, ["/a", "/b"]);
+    let slow: bool =
+        client.query_one("SELECT is_slow FROM platform.otel_metrics WHERE span_id = 's1'", &[]).await.unwrap().get(0);
+    assert!(slow);
+    h.redeliver_everything("otel_traces").await;
+    assert_eq!(h.db.count("otel_metrics").await, 4);
+    h.stop().await;
+}

@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub mod events;
 pub mod json;
 pub mod logs;
+pub mod otel;
 pub mod proto;
 pub mod sweep;
 pub mod telemetry;
@@ -28,12 +29,19 @@ pub enum ProcessorKind {
     Events,
     /// Sweep result JSON → `sweep_results`.
     Sweep,
+    /// OTLP traces and metrics (protobuf or JSON) → `otel_traces` / `otel_metrics`.
+    Otel,
 }
 
 impl ProcessorKind {
     /// Every kind, for help texts.
-    pub const ALL: &[ProcessorKind] =
-        &[ProcessorKind::Telemetry, ProcessorKind::Logs, ProcessorKind::Events, ProcessorKind::Sweep];
+    pub const ALL: &[ProcessorKind] = &[
+        ProcessorKind::Telemetry,
+        ProcessorKind::Logs,
+        ProcessorKind::Events,
+        ProcessorKind::Sweep,
+        ProcessorKind::Otel,
+    ];
 
     /// The name used in streams.toml.
     pub const fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl ProcessorKind {
             ProcessorKind::Logs => "logs",
             ProcessorKind::Events => "events",
             ProcessorKind::Sweep => "sweep",
+            ProcessorKind::Otel => "otel",
         }
     }
 
@@ -52,6 +61,7 @@ impl ProcessorKind {
             ProcessorKind::Logs => &[logs::Logs::TABLE],
             ProcessorKind::Events => &[events::Events::TABLE],
             ProcessorKind::Sweep => &[sweep::Sweep::TABLE],
+            ProcessorKind::Otel => &[otel::Otel::TRACES, otel::Otel::METRICS],
         }
     }
 
@@ -62,6 +72,7 @@ impl ProcessorKind {
             ProcessorKind::Logs => logs::Logs::BATCH_DEFAULTS,
             ProcessorKind::Events => events::Events::BATCH_DEFAULTS,
             ProcessorKind::Sweep => sweep::Sweep::BATCH_DEFAULTS,
+            ProcessorKind::Otel => otel::Otel::BATCH_DEFAULTS,
         }
     }
 }
