@@ -86,6 +86,9 @@ struct RawDatabase {
     /// Retention per table (TimescaleDB only), e.g. `timeseries_metrics = "7d"`.
     #[serde(default)]
     retention: BTreeMap<String, Spanned<String>>,
+    /// How long the idempotency ledger remembers a committed message.
+    #[serde(default)]
+    ledger_retention: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +170,8 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     /// Retention per table, applied by `migrate` when TimescaleDB is installed.
     pub retention: BTreeMap<String, Duration>,
+    /// How long the idempotency ledger (tables without a key of their own) remembers a committed message.
+    pub ledger_retention: Duration,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -177,6 +182,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("retention", &self.retention)
+            .field("ledger_retention", &self.ledger_retention)
             .finish()
     }
 }
@@ -267,6 +273,8 @@ impl DatabaseConfig {
     pub const DEFAULT_POOL_SIZE: usize = 8;
     /// Connect and pool-wait timeout.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Far beyond any redelivery window (ServiceRadar's `events` stream keeps messages 30 minutes).
+    pub const DEFAULT_LEDGER_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 }
 
 impl DaemonConfig {
@@ -382,6 +390,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         }
         retention.insert(table.clone(), duration(at, value, &key)?);
     }
+    let ledger_retention = opt_duration(at, db.ledger_retention.as_ref(), "database.ledger_retention")?
+        .unwrap_or(DatabaseConfig::DEFAULT_LEDGER_RETENTION);
     let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
         .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
 
@@ -495,7 +505,14 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
     Ok(Config {
         source: at.file.to_owned(),
         nats: NatsConfig { url: nats_url.into_inner() },
-        database: DatabaseConfig { url: db.url.into_inner(), schema, pool_size, connect_timeout, retention },
+        database: DatabaseConfig {
+            url: db.url.into_inner(),
+            schema,
+            pool_size,
+            connect_timeout,
+            retention,
+            ledger_retention,
+        },
         daemon: DaemonConfig { shutdown_timeout },
         streams,
     })

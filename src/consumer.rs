@@ -27,6 +27,7 @@ use crate::db::{ErrorClass, WriteError};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
 use crate::processor::events::Events;
 use crate::processor::logs::Logs;
+use crate::processor::netflow::Netflow;
 use crate::processor::otel::Otel;
 use crate::processor::sweep::Sweep;
 use crate::processor::telemetry::Telemetry;
@@ -71,6 +72,7 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
         ProcessorKind::Events => pipeline(Events::new(&shared.schema), cfg, shared, shutdown).await,
         ProcessorKind::Sweep => pipeline(Sweep::new(&shared.schema), cfg, shared, shutdown).await,
         ProcessorKind::Otel => pipeline(Otel::new(&shared.schema), cfg, shared, shutdown).await,
+        ProcessorKind::Netflow => pipeline(Netflow::new(&shared.schema, &cfg.jetstream), cfg, shared, shutdown).await,
     }
 }
 

@@ -150,3 +150,22 @@ mod tests {
         }
     }
 }
+
+/// Deletes ledger entries older than `keep`, in slices so no statement holds locks for long.
+/// Returns how many were removed.
+pub async fn prune_ledger(pool: &Pool, schema: &str, keep: std::time::Duration) -> Result<u64, WriteError> {
+    let ledger = crate::processor::qualified(schema, "db_event_writer_ledger");
+    let client = pool.get().await?;
+    let sql = format!(
+        "DELETE FROM {ledger} WHERE ctid IN \
+         (SELECT ctid FROM {ledger} WHERE committed_at < now() - make_interval(secs => $1) LIMIT 10000)"
+    );
+    let mut removed = 0;
+    loop {
+        let n = client.execute(&sql, &[&keep.as_secs_f64()]).await?;
+        removed += n;
+        if n < 10_000 {
+            return Ok(removed);
+        }
+    }
+}

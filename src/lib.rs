@@ -76,6 +76,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     for s in &config.streams {
         tracker.spawn(supervisor::supervise(s.clone(), Arc::clone(&shared), shutdown.clone()));
     }
+    if config.streams.iter().any(|s| s.processor.uses_ledger()) {
+        tracker.spawn(prune_ledger(pool.clone(), config.database.clone(), shutdown.clone()));
+    }
     tracker.close();
 
     shutdown.cancelled().await;
@@ -96,6 +99,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             Ok(())
         }
         Err(_) => Err(RunError::ShutdownTimedOut(deadline)),
+    }
+}
+
+/// Keeps the idempotency ledger bounded: every 10 minutes, forget messages committed longer ago than
+/// `ledger_retention`.
+async fn prune_ledger(pool: deadpool_postgres::Pool, db: config::DatabaseConfig, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match db::prune_ledger(&pool, &db.schema, db.ledger_retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned the idempotency ledger"),
+            Err(e) => tracing::warn!(error = %e, "could not prune the idempotency ledger; will retry"),
+        }
     }
 }
 

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "0003_ocsf_events.sql", sql: include_str!("../migrations/0003_ocsf_events.sql") },
     Migration { version: 4, name: "0004_sweep_results.sql", sql: include_str!("../migrations/0004_sweep_results.sql") },
     Migration { version: 5, name: "0005_otel.sql", sql: include_str!("../migrations/0005_otel.sql") },
+    Migration {
+        version: 6,
+        name: "0006_ocsf_network_activity.sql",
+        sql: include_str!("../migrations/0006_ocsf_network_activity.sql"),
+    },
 ];
 
 /// Errors of `migrate`.

@@ -358,3 +358,87 @@ async fn otel_traces_and_metrics_become_rows_once() {
     assert_eq!(h.db.count("otel_metrics").await, 4);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_become_rows_once_through_the_ledger() {
+    use db_event_writer::processor::proto::flow::FlowMessage;
+    use prost::Message as _;
+
+    let flow = |src: [u8; 4], bytes: u64, kind: i32| FlowMessage {
+        r#type: kind,
+        time_received_ns: 1_705_363_200_000_000_000,
+        time_flow_start_ns: 1_705_363_100_000_000_000,
+        time_flow_end_ns: 1_705_363_210_000_000_000,
+        sampler_address: vec![10, 1, 0, 1],
+        src_addr: src.to_vec(),
+        dst_addr: vec![198, 51, 100, 50],
+        src_port: 49876,
+        dst_port: 443,
+        proto: 6,
+        bytes,
+        packets: 1000,
+        bytes_in: 900_000,
+        bytes_out: 600_000,
+        packets_in: 600,
+        packets_out: 400,
+        in_if: 10,
+        out_if: 20,
+        src_as: 64512,
+        dst_as: 64515,
+        tcp_flags: 18,
+        protocol_name: "TCP".into(),
+        ..Default::default()
+    };
+    let mut h = Harness::new("netflow").await;
+    let (nf, sf) = (h.stream.subject("flows.raw.netflow"), h.stream.subject("flows.raw.sflow"));
+    h.publish(vec![
+        (nf.clone(), flow([10, 1, 0, 100], 1_500_000, 3).encode_to_vec()),
+        (sf.clone(), flow([10, 1, 0, 101], 42, 1).encode_to_vec()),
+        (
+            nf.clone(),
+            br#"{"type": "NETFLOW_V5", "src_addr": "10.9.9.9", "dst_addr": "10.8.8.8", "proto": 17, "bytes": 5}"#
+                .to_vec(),
+        ),
+        (nf.clone(), vec![0x0a, 0xff, 0xff]),
+    ])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("ocsf_network_activity").await, 3);
+    let client = h.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT src_endpoint_ip, dst_endpoint_port, protocol_name, bytes_total, packets_in, sampler_address, \
+             ocsf_payload->>'message', ocsf_payload->>'flow_source', partition, time = to_timestamp(1705363210) \
+             FROM platform.ocsf_network_activity WHERE src_endpoint_ip = '10.1.0.100'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(1), 443);
+    assert_eq!(row.get::<_, String>(2), "TCP");
+    assert_eq!(row.get::<_, i64>(3), 1_500_000);
+    assert_eq!(row.get::<_, i64>(4), 600);
+    assert_eq!(row.get::<_, String>(5), "10.1.0.1");
+    assert_eq!(row.get::<_, String>(6), "TCP traffic: 10.1.0.100:49876 -> 198.51.100.50:443 (1000 pkts, 1500000 B)");
+    assert_eq!(row.get::<_, String>(7), "NetFlow v9");
+    assert_eq!(row.get::<_, String>(8), "default");
+    assert!(row.get::<_, bool>(9));
+    let ledger: i64 =
+        client.query_one("SELECT count(*) FROM platform.db_event_writer_ledger", &[]).await.unwrap().get(0);
+    assert_eq!(ledger, 3, "one ledger entry per committed message");
+
+    h.redeliver_everything("ocsf_network_activity").await;
+
+    // Pruning forgets only what is older than the retention.
+    client
+        .batch_execute(
+            "UPDATE platform.db_event_writer_ledger SET committed_at = now() - interval '8 days' WHERE sequence = 1",
+        )
+        .await
+        .unwrap();
+    let pool = db_event_writer::db::pool(&h.config.database).unwrap();
+    let removed = db_event_writer::db::prune_ledger(&pool, "platform", Duration::from_secs(7 * 86_400)).await.unwrap();
+    assert_eq!(removed, 1);
+    h.stop().await;
+}

@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub mod events;
 pub mod json;
 pub mod logs;
+pub mod netflow;
 pub mod otel;
 pub mod proto;
 pub mod sweep;
@@ -31,6 +32,8 @@ pub enum ProcessorKind {
     Sweep,
     /// OTLP traces and metrics (protobuf or JSON) → `otel_traces` / `otel_metrics`.
     Otel,
+    /// flowpb.FlowMessage protobuf (or legacy JSON) → `ocsf_network_activity`.
+    Netflow,
 }
 
 impl ProcessorKind {
@@ -51,6 +54,7 @@ impl ProcessorKind {
             ProcessorKind::Events => "events",
             ProcessorKind::Sweep => "sweep",
             ProcessorKind::Otel => "otel",
+            ProcessorKind::Netflow => "netflow",
         }
     }
 
@@ -62,7 +66,13 @@ impl ProcessorKind {
             ProcessorKind::Events => &[events::Events::TABLE],
             ProcessorKind::Sweep => &[sweep::Sweep::TABLE],
             ProcessorKind::Otel => &[otel::Otel::TRACES, otel::Otel::METRICS],
+            ProcessorKind::Netflow => &[netflow::Netflow::TABLE],
         }
+    }
+
+    /// Whether its idempotency comes from the ledger (its table has no key of its own).
+    pub const fn uses_ledger(self) -> bool {
+        matches!(self, ProcessorKind::Netflow)
     }
 
     /// Batch size and timeout used when a `[[stream]]` sets none.
@@ -73,6 +83,7 @@ impl ProcessorKind {
             ProcessorKind::Events => events::Events::BATCH_DEFAULTS,
             ProcessorKind::Sweep => sweep::Sweep::BATCH_DEFAULTS,
             ProcessorKind::Otel => otel::Otel::BATCH_DEFAULTS,
+            ProcessorKind::Netflow => netflow::Netflow::BATCH_DEFAULTS,
         }
     }
 }
