@@ -384,3 +384,41 @@ async fn a_nats_outage_is_survived_without_loss() {
     assert!(!handle.is_finished());
     stop(token, handle).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_over_an_existing_serviceradar_database_adds_nothing_to_its_tables() {
+    let db = TestDb::create().await;
+    let client = db.client().await;
+    client.batch_execute(include_str!("fixtures/serviceradar_schema.sql")).await.unwrap();
+    let shape = "SELECT table_name::text, string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' \
+                 ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'platform' \
+                 GROUP BY table_name ORDER BY table_name";
+    let keys = "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint \
+                WHERE connamespace = 'platform'::regnamespace AND contype IN ('p', 'u') ORDER BY 1, 2";
+    let snapshot = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect::<Vec<(String, String)>>()
+        }
+    };
+    let (columns_before, keys_before) = (snapshot(shape).await, snapshot(keys).await);
+    assert_eq!(columns_before.len(), 6);
+
+    let config = config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")]);
+    run_migrations(&config.database).await.expect("migrate over ServiceRadar's schema");
+    let columns_after: Vec<(String, String)> =
+        snapshot(shape).await.into_iter().filter(|(t, _)| columns_before.iter().any(|(b, _)| b == t)).collect();
+    assert_eq!(columns_after, columns_before, "ServiceRadar's tables keep exactly their columns");
+    let keys_after: Vec<(String, String)> =
+        snapshot(keys).await.into_iter().filter(|(t, _)| keys_before.iter().any(|(b, _)| b == t)).collect();
+    assert_eq!(keys_after, keys_before, "and their keys");
+    assert_eq!(db.count("logs").await, 1, "and their rows");
+    // Twice is still a no-op.
+    assert!(run_migrations(&config.database).await.unwrap().applied.is_empty());
+}

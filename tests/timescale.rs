@@ -75,26 +75,55 @@ async fn on_timescaledb_the_table_is_a_hypertable_with_retention_and_writes_are_
 
     {
         let client = connect(&ts.url).await;
-        let hypertable: i64 = client
-            .query_one(
-                "SELECT count(*) FROM timescaledb_information.hypertables \
-                 WHERE hypertable_schema = 'platform' AND hypertable_name = 'timeseries_metrics'",
-                &[],
+        for (table, keep) in db_event_writer::config::RETENTION_DEFAULTS {
+            let hypertable: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM timescaledb_information.hypertables \
+                     WHERE hypertable_schema = 'platform' AND hypertable_name = $1",
+                    &[table],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(hypertable, 1, "{table} is a hypertable");
+            let drop_after: String = client
+                .query_one(
+                    "SELECT (config->>'drop_after') FROM timescaledb_information.jobs \
+                     WHERE proc_name = 'policy_retention' AND hypertable_name = $1",
+                    &[table],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(drop_after, format!("{} days", keep.as_secs() / 86_400), "{table}");
+        }
+        // The retention job really drops old data when it runs (PGlite has no scheduler: run it by hand).
+        client
+            .batch_execute(
+                "INSERT INTO platform.timeseries_metrics (timestamp, gateway_id, metric_name, metric_type, value, series_key) \
+                 VALUES (now() - interval '60 days', 'g', 'old', 'gauge', 1, 'a'), (now(), 'g', 'new', 'gauge', 1, 'b')",
             )
             .await
-            .unwrap()
-            .get(0);
-        assert_eq!(hypertable, 1, "timeseries_metrics is a hypertable");
-        let keep: String = client
+            .unwrap();
+        let job: i32 = client
             .query_one(
-                "SELECT (config->>'drop_after') FROM timescaledb_information.jobs \
+                "SELECT job_id FROM timescaledb_information.jobs \
                  WHERE proc_name = 'policy_retention' AND hypertable_name = 'timeseries_metrics'",
                 &[],
             )
             .await
             .unwrap()
             .get(0);
-        assert_eq!(keep, "7 days");
+        client.batch_execute(&format!("CALL run_job({job})")).await.unwrap();
+        let names: Vec<String> = client
+            .query("SELECT metric_name FROM platform.timeseries_metrics", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(names, ["new"], "the 60-day-old row was dropped with its chunk");
+        client.batch_execute("DELETE FROM platform.timeseries_metrics").await.unwrap();
     } // the connection closes: PGlite serves one client at a time
 
     let js = nats.jetstream().await;
