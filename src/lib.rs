@@ -72,6 +72,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         schema: config.database.schema.clone(),
         jetstream_subjects: Arc::new(jetstream::stream_subjects(&config.streams)),
     });
+    // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
+    // ensure them, in case one disappears later).
+    for (name, subjects) in shared.jetstream_subjects.iter() {
+        if let Err(e) = jetstream::ensure_stream(&shared.js, name, subjects).await {
+            tracing::warn!(error = %e, "JetStream stream not ready yet; its pipelines will retry");
+        }
+    }
     let tracker = TaskTracker::new();
     for s in &config.streams {
         tracker.spawn(supervisor::supervise(s.clone(), Arc::clone(&shared), shutdown.clone()));
