@@ -230,7 +230,9 @@ impl<P: Processor> Writer<P> {
 
     #[tracing::instrument(skip_all, fields(stream = %self.cfg.name, batch_rows = batch.rows.len(), batch_msgs = batch.msgs.len()))]
     async fn write_batch(&self, batch: RowBatch<P>) {
-        let mut todo: Vec<Range<usize>> = vec![0..batch.msgs.len()];
+        // Message ranges still to write; bisection pushes halves of a refused range.
+        let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
+        todo.push(0..batch.msgs.len());
         while let Some(range) = todo.pop() {
             match self.commit(batch.rows_of(range.clone())).await {
                 Ok(inserted) => {

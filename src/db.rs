@@ -127,6 +127,25 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Deletes ledger entries older than `keep`, in slices so no statement holds locks for long.
+/// Returns how many were removed.
+pub async fn prune_ledger(pool: &Pool, schema: &str, keep: std::time::Duration) -> Result<u64, WriteError> {
+    let ledger = crate::processor::qualified(schema, "db_event_writer_ledger");
+    let client = pool.get().await?;
+    let sql = format!(
+        "DELETE FROM {ledger} WHERE ctid IN \
+         (SELECT ctid FROM {ledger} WHERE committed_at < now() - make_interval(secs => $1) LIMIT 10000)"
+    );
+    let mut removed = 0;
+    loop {
+        let n = client.execute(&sql, &[&keep.as_secs_f64()]).await?;
+        removed += n;
+        if n < 10_000 {
+            return Ok(removed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,25 +166,6 @@ mod tests {
             ("42P01", ErrorClass::Retry),
         ] {
             assert_eq!(classify_sqlstate(code), class, "{code}");
-        }
-    }
-}
-
-/// Deletes ledger entries older than `keep`, in slices so no statement holds locks for long.
-/// Returns how many were removed.
-pub async fn prune_ledger(pool: &Pool, schema: &str, keep: std::time::Duration) -> Result<u64, WriteError> {
-    let ledger = crate::processor::qualified(schema, "db_event_writer_ledger");
-    let client = pool.get().await?;
-    let sql = format!(
-        "DELETE FROM {ledger} WHERE ctid IN \
-         (SELECT ctid FROM {ledger} WHERE committed_at < now() - make_interval(secs => $1) LIMIT 10000)"
-    );
-    let mut removed = 0;
-    loop {
-        let n = client.execute(&sql, &[&keep.as_secs_f64()]).await?;
-        removed += n;
-        if n < 10_000 {
-            return Ok(removed);
         }
     }
 }

@@ -259,7 +259,7 @@ async fn sweep_results_become_rows_once() {
             .unwrap();
     assert_eq!(row.get::<_, Vec<i32>>(0), [22, 80, 443]);
     assert_eq!(row.get::<_, Vec<i32>>(1), [22]);
-    assert_eq!(row.get::<_, bool>(2), true);
+    assert!(row.get::<_, bool>(2));
     assert_eq!(row.get::<_, i64>(3), 1_500_000);
     assert_eq!(row.get::<_, String>(4), "server1");
     h.redeliver_everything("sweep_results").await;

@@ -465,17 +465,17 @@ pub fn attributes_key(attrs: &[KeyValue]) -> String {
     out
 }
 
-fn metric_row(
-    name: &str,
-    unit: &str,
-    kind: &str,
-    service: &str,
-    attrs: &[KeyValue],
+/// One OTLP data point, whatever its kind: what a row needs of it.
+struct Point<'a> {
+    kind: &'static str,
+    attrs: &'a [KeyValue],
     time: u64,
     start: u64,
     value: Option<f64>,
-    msg: &Incoming<'_>,
-) -> MetricRow {
+}
+
+fn metric_row(m: &super::proto::metrics::Metric, service: &str, p: &Point<'_>, msg: &Incoming<'_>) -> MetricRow {
+    let (name, unit, kind, attrs, time, start, value) = (&m.name, &m.unit, p.kind, p.attrs, p.time, p.start, p.value);
     let a = |keys: &[&str]| {
         keys.iter().map(|k| attr_str(attrs, k)).find(|v| !v.is_empty()).unwrap_or_else(|| {
             // Status codes often come as integers.
@@ -518,10 +518,9 @@ fn decode_otlp_metrics(
         let service = attr_str(resource, "service.name");
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
-                let mut push = |kind: &str, attrs: &[KeyValue], time: u64, start: u64, value: Option<f64>| {
-                    rows.push(OtelRow::Metric(metric_row(
-                        &m.name, &m.unit, kind, &service, attrs, time, start, value, msg,
-                    )))
+                let mut push = |kind: &'static str, attrs: &[KeyValue], time: u64, start: u64, value: Option<f64>| {
+                    let point = Point { kind, attrs, time, start, value };
+                    rows.push(OtelRow::Metric(metric_row(m, &service, &point, msg)))
                 };
                 let number = |v: &Option<number_data_point::Value>| match v {
                     Some(number_data_point::Value::AsDouble(d)) => Some(*d),
