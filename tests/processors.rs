@@ -442,3 +442,21 @@ async fn flows_become_rows_once_through_the_ledger() {
     assert_eq!(removed, 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_rows_survive_a_full_redelivery() {
+    let mut h = Harness::new("telemetry").await;
+    let subject = h.stream.subject("cpu");
+    h.publish((0..50).map(|i| (subject.clone(), metric(i))).collect()).await;
+    // Arrays too: several rows from one message.
+    h.publish(vec![(
+        subject.clone(),
+        br#"[{"metric_name": "a", "value": 1}, {"metric_name": "b", "value": "2.5"}]"#.to_vec(),
+    )])
+    .await;
+    h.start();
+    h.drained().await;
+    assert_eq!(h.db.count("timeseries_metrics").await, 52);
+    h.redeliver_everything("timeseries_metrics").await;
+    h.stop().await;
+}
