@@ -15,6 +15,8 @@ pub struct Batch<R, M> {
     pub rows: Vec<R>,
     /// One entry per message (including messages that produced no rows: they are acked with the batch).
     pub msgs: Vec<Entry<M>>,
+    /// When its first message arrived (how long its messages have been waiting for their ack).
+    pub started: Instant,
 }
 
 /// One message of a batch.
@@ -45,14 +47,14 @@ pub struct Batcher<R, M> {
     msgs: Vec<Entry<M>>,
     max_rows: usize,
     timeout: Duration,
-    deadline: Option<Instant>,
+    started: Option<Instant>,
 }
 
 impl<R, M> Batcher<R, M> {
     /// A batcher flushing at `max_rows` rows or `timeout` after a batch's first message.
     pub fn new(max_rows: usize, timeout: Duration) -> Self {
         let max_rows = max_rows.max(1);
-        Batcher { rows: Vec::with_capacity(max_rows), msgs: Vec::new(), max_rows, timeout, deadline: None }
+        Batcher { rows: Vec::with_capacity(max_rows), msgs: Vec::new(), max_rows, timeout, started: None }
     }
 
     /// Where a decoder appends the next message's rows.
@@ -69,7 +71,7 @@ impl<R, M> Batcher<R, M> {
     /// message; returns the batch if it is now full.
     pub fn push(&mut self, msg: M, rows_before: usize, now: Instant) -> Option<Batch<R, M>> {
         if self.msgs.is_empty() {
-            self.deadline = Some(now + self.timeout);
+            self.started = Some(now);
         }
         self.msgs.push(Entry { msg, rows: rows_before..self.rows.len() });
         if self.rows.len() >= self.max_rows { self.take() } else { None }
@@ -77,7 +79,17 @@ impl<R, M> Batcher<R, M> {
 
     /// When the open batch must be flushed, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.started.map(|s| s + self.timeout)
+    }
+
+    /// When the open batch's first message arrived.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    /// The open batch's messages.
+    pub fn entries(&self) -> &[Entry<M>] {
+        &self.msgs
     }
 
     /// Number of messages in the open batch.
@@ -92,12 +104,9 @@ impl<R, M> Batcher<R, M> {
 
     /// Takes the open batch (after its deadline, or on shutdown). `None` when nothing is open.
     pub fn take(&mut self) -> Option<Batch<R, M>> {
-        if self.msgs.is_empty() {
-            return None;
-        }
-        self.deadline = None;
+        let started = self.started.take()?;
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows));
-        Some(Batch { rows, msgs: std::mem::take(&mut self.msgs) })
+        Some(Batch { rows, msgs: std::mem::take(&mut self.msgs), started })
     }
 }
 

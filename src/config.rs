@@ -57,6 +57,12 @@ struct RawConfig {
     /// Daemon-wide settings.
     #[serde(default)]
     daemon: RawDaemon,
+    /// Dead-letter queue.
+    #[serde(default)]
+    dlq: RawDlq,
+    /// Circuit breaker in front of the database.
+    #[serde(default)]
+    breaker: RawBreaker,
     /// One pipeline per `[[stream]]`.
     #[serde(default)]
     stream: Vec<Spanned<RawStream>>,
@@ -97,6 +103,34 @@ struct RawDaemon {
     /// Upper bound on a graceful shutdown.
     #[serde(default)]
     shutdown_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDlq {
+    /// Dead letters go to `<subject_prefix>.<stream name>`.
+    #[serde(default)]
+    subject_prefix: Option<Spanned<String>>,
+    /// The JetStream stream capturing them (created if missing).
+    #[serde(default)]
+    stream: Option<Spanned<String>>,
+    /// How long dead letters are kept.
+    #[serde(default)]
+    max_age: Option<Spanned<String>>,
+    /// Most bytes kept (oldest dropped beyond).
+    #[serde(default)]
+    max_bytes: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    /// Consecutive connection-class failures that open it.
+    #[serde(default)]
+    failures: Option<Spanned<i64>>,
+    /// How long it stays open before a probe.
+    #[serde(default)]
+    cooldown: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +174,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Daemon-wide settings.
     pub daemon: DaemonConfig,
+    /// Dead-letter queue.
+    pub dlq: DlqConfig,
+    /// Circuit breaker.
+    pub breaker: BreakerConfig,
     /// One entry per `[[stream]]`, in file order.
     pub streams: Vec<StreamConfig>,
 }
@@ -192,6 +230,51 @@ impl fmt::Debug for DatabaseConfig {
 pub struct DaemonConfig {
     /// Upper bound on a graceful shutdown (stop fetching, flush, commit, ack).
     pub shutdown_timeout: Duration,
+}
+
+/// `[dlq]`: where messages that can never be written go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DlqConfig {
+    /// Dead letters of stream `x` go to `<subject_prefix>.x`.
+    pub subject_prefix: String,
+    /// The JetStream stream capturing `<subject_prefix>.>`.
+    pub stream: String,
+    /// How long dead letters are kept.
+    pub max_age: Duration,
+    /// Most bytes kept.
+    pub max_bytes: i64,
+}
+
+impl DlqConfig {
+    /// `dlq`, so `dlq.telemetry`.
+    pub const DEFAULT_SUBJECT_PREFIX: &str = "dlq";
+    /// `DLQ`.
+    pub const DEFAULT_STREAM: &str = "DLQ";
+    /// Two weeks to look at and replay them.
+    pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(14 * 86_400);
+    /// 1 GiB.
+    pub const DEFAULT_MAX_BYTES: i64 = 1 << 30;
+
+    /// The subject a stream's dead letters go to.
+    pub fn subject_for(&self, stream: &str) -> String {
+        format!("{}.{stream}", self.subject_prefix)
+    }
+}
+
+/// `[breaker]`: stop pulling while the database is unreachable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerConfig {
+    /// Consecutive connection-class failures that open it.
+    pub failures: u32,
+    /// How long it stays open before one probe decides.
+    pub cooldown: Duration,
+}
+
+impl BreakerConfig {
+    /// Three batches in a row.
+    pub const DEFAULT_FAILURES: u32 = 3;
+    /// Probe every 5 s while the database is down.
+    pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(5);
 }
 
 /// One `[[stream]]`: a durable pull consumer feeding one processor.
@@ -254,8 +337,8 @@ impl StreamConfig {
 impl StreamConfig {
     /// JetStream's own default, and the Go writer's.
     pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-    /// Unlimited until the dead-letter subject exists to receive what runs out.
-    pub const DEFAULT_MAX_DELIVER: i64 = -1;
+    /// After five deliveries that failed for transient reasons a message is dead-lettered (class `max_deliver`).
+    pub const DEFAULT_MAX_DELIVER: i64 = 5;
     /// First NAK delay.
     pub const DEFAULT_NAK_DELAY: Duration = Duration::from_secs(1);
     /// NAK delay cap.
@@ -402,6 +485,42 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
     let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
         .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
 
+    let dlq = {
+        let d = &raw.dlq;
+        let subject_prefix = match &d.subject_prefix {
+            Some(p) => {
+                check_subject(p.get_ref())
+                    .and_then(|()| {
+                        if p.get_ref().contains(['*', '>']) { Err("must not contain wildcards".into()) } else { Ok(()) }
+                    })
+                    .map_err(|m| at.err(p.span(), "dlq.subject_prefix", m))?;
+                p.get_ref().clone()
+            }
+            None => DlqConfig::DEFAULT_SUBJECT_PREFIX.to_owned(),
+        };
+        let stream = match &d.stream {
+            Some(s) => {
+                check_name(s.get_ref()).map_err(|m| at.err(s.span(), "dlq.stream", m))?;
+                s.get_ref().clone()
+            }
+            None => DlqConfig::DEFAULT_STREAM.to_owned(),
+        };
+        let max_age = opt_duration(at, d.max_age.as_ref(), "dlq.max_age")?.unwrap_or(DlqConfig::DEFAULT_MAX_AGE);
+        let max_bytes = match &d.max_bytes {
+            Some(b) => positive(b, 1024, i64::MAX).map_err(|m| at.err(b.span(), "dlq.max_bytes", m))?,
+            None => DlqConfig::DEFAULT_MAX_BYTES,
+        };
+        DlqConfig { subject_prefix, stream, max_age, max_bytes }
+    };
+    let breaker = BreakerConfig {
+        failures: match &raw.breaker.failures {
+            Some(f) => positive(f, 1, 1000).map_err(|m| at.err(f.span(), "breaker.failures", m))? as u32,
+            None => BreakerConfig::DEFAULT_FAILURES,
+        },
+        cooldown: opt_duration(at, raw.breaker.cooldown.as_ref(), "breaker.cooldown")?
+            .unwrap_or(BreakerConfig::DEFAULT_COOLDOWN),
+    };
+
     if raw.stream.is_empty() {
         return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
     }
@@ -521,6 +640,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             ledger_retention,
         },
         daemon: DaemonConfig { shutdown_timeout },
+        dlq,
+        breaker,
         streams,
     })
 }
@@ -676,6 +797,10 @@ processor = "telemetry"
         assert_eq!(s.batch_timeout, Duration::from_secs(1));
         assert_eq!(s.ack_wait, Duration::from_secs(30));
         assert_eq!(s.max_ack_pending, 1000);
+        assert_eq!(s.max_deliver, 5);
+        assert_eq!(config.dlq.subject_for("telemetry"), "dlq.telemetry");
+        assert_eq!(config.dlq.stream, "DLQ");
+        assert_eq!(config.breaker.failures, 3);
         assert_eq!(config.database.pool_size, 8);
         assert_eq!(config.database.retention["timeseries_metrics"], Duration::from_secs(7 * 86_400));
         assert_eq!(config.database.retention["otel_traces"], Duration::from_secs(3 * 86_400));

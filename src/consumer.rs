@@ -21,9 +21,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::batch::{Batch, Batcher};
+use crate::batch::{Batch, Batcher, Entry};
+use crate::breaker::{Breaker, State};
 use crate::config::StreamConfig;
 use crate::db::{ErrorClass, WriteError};
+use crate::dlq::{DeadLetter, DeadLetters, DlqClass};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
 use crate::processor::events::Events;
 use crate::processor::logs::Logs;
@@ -44,6 +46,10 @@ pub struct Shared {
     pub schema: String,
     /// Subjects to create each missing JetStream stream with (union over its `[[stream]]`s).
     pub jetstream_subjects: Arc<std::collections::BTreeMap<String, Vec<String>>>,
+    /// Where messages that can never be written go.
+    pub dlq: DeadLetters,
+    /// The database's circuit breaker.
+    pub breaker: Arc<Breaker>,
 }
 
 /// Why a stream task stopped (the supervisor restarts it).
@@ -76,15 +82,73 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
     }
 }
 
-/// A message waiting in a batch: its acker and what to say about it.
+/// A message waiting in a batch: its acker, and what a dead letter needs of it.
 pub struct Pending {
     acker: Acker,
     subject: async_nats::Subject,
+    payload: bytes::Bytes,
+    headers: Option<async_nats::HeaderMap>,
     sequence: u64,
     delivered: i64,
 }
 
 type RowBatch<P> = Batch<<P as Processor>::Row, Pending>;
+
+/// What a stream's reader and writer share.
+struct Ctx {
+    cfg: StreamConfig,
+    dlq: DeadLetters,
+    breaker: Arc<Breaker>,
+}
+
+impl Ctx {
+    /// Dead-letters `p` and terminates it once the dead letter is stored; if it cannot be stored, NAKs it with a
+    /// delay instead, so it is never dropped.
+    async fn dead_letter(&self, p: &Pending, class: DlqClass, reason: &str) {
+        let letter = DeadLetter {
+            stream: &self.cfg.name,
+            subject: p.subject.as_str(),
+            sequence: p.sequence,
+            delivered: p.delivered,
+            class,
+            reason,
+            payload: p.payload.clone(),
+            headers: p.headers.as_ref(),
+        };
+        match self.dlq.publish(&letter).await {
+            Ok(()) => {
+                tracing::error!(
+                    stream = %self.cfg.name, subject = %p.subject, sequence = p.sequence, delivered = p.delivered,
+                    class = %class, reason, "message dead-lettered"
+                );
+                // Why Term only now: the dead letter is stored; terminating earlier could lose the message.
+                if let Err(e) = p.acker.ack_with(AckKind::Term).await {
+                    tracing::warn!(sequence = p.sequence, error = %e, "could not terminate a dead-lettered message; it may come back and be dead-lettered twice");
+                }
+            }
+            Err(e) => {
+                let delay = self.cfg.nak_delay_for(p.delivered);
+                tracing::error!(
+                    stream = %self.cfg.name, sequence = p.sequence, class = %class, reason, error = %e, retry_in = ?delay,
+                    "could not dead-letter; message NAKed instead"
+                );
+                let _ = p.acker.ack_with(AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+
+    /// Tells JetStream these messages are still being worked on (resets their ack_wait).
+    async fn progress<'a>(&self, msgs: impl Iterator<Item = &'a Pending>) {
+        for p in msgs {
+            let _ = p.acker.ack_with(AckKind::Progress).await;
+        }
+    }
+
+    /// Half of ack_wait: how long a message may wait before an in-progress ack.
+    fn progress_every(&self) -> Duration {
+        (self.cfg.ack_wait / 2).max(Duration::from_millis(100))
+    }
+}
 
 async fn pipeline<P: Processor>(
     processor: P,
@@ -97,12 +161,13 @@ async fn pipeline<P: Processor>(
     let consumer = ensure_consumer(&js_stream, cfg).await?;
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, "consuming");
 
+    let ctx = Arc::new(Ctx { cfg: cfg.clone(), dlq: shared.dlq.clone(), breaker: Arc::clone(&shared.breaker) });
     let processor = Arc::new(processor);
     let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
-    let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), cfg: cfg.clone() };
+    let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), ctx: Arc::clone(&ctx) };
     let writer = tokio::spawn(writer.run(rx).instrument(tracing::info_span!("writer", stream = %cfg.name)));
 
-    let result = read(&*processor, &consumer, cfg, &tx, shutdown).await;
+    let result = read(&*processor, &consumer, &ctx, &tx, shutdown).await;
     // Closing the channel lets the writer finish the queued batches (commit, then ack) and stop.
     drop(tx);
     let written = writer.await.map_err(|e| StreamError::WriterDied(e.to_string()));
@@ -110,46 +175,84 @@ async fn pipeline<P: Processor>(
 }
 
 /// Fetches, decodes and batches until shutdown or a pull error; always hands the open batch to the writer.
+/// While the breaker is not closed it holds no pull subscription at all.
 async fn read<P: Processor>(
     processor: &P,
     consumer: &PullConsumer,
-    cfg: &StreamConfig,
+    ctx: &Ctx,
     tx: &mpsc::Sender<RowBatch<P>>,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
+    let cfg = &ctx.cfg;
     let per_pull = cfg.batch_size.min(usize::try_from(cfg.max_ack_pending).unwrap_or(usize::MAX)).max(1);
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(per_pull)
-        .heartbeat(Duration::from_secs(5))
-        .expires(Duration::from_secs(30))
-        .messages()
-        .await
-        .map_err(|e| StreamError::Pull(e.to_string()))?;
+    let subscribe = || async {
+        consumer
+            .stream()
+            .max_messages_per_batch(per_pull)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(|e| StreamError::Pull(e.to_string()))
+    };
+    let mut breaker = ctx.breaker.watch();
+    let mut messages = None;
     let mut batcher: Batcher<P::Row, Pending> = Batcher::new(cfg.batch_size, cfg.batch_timeout);
+    let mut next_progress: Option<Instant> = None;
     let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let result = loop {
+        if *breaker.borrow_and_update() != State::Closed {
+            // Why drop the subscription: messages stay in JetStream rather than piling up unacked in our buffer.
+            if messages.take().is_some() {
+                tracing::warn!(stream = %cfg.name, "breaker open: fetching paused");
+            }
+            if let Some(batch) = batcher.take()
+                && tx.send(batch).await.is_err()
+            {
+                break Err(StreamError::WriterDied("channel closed".into()));
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Ok(()),
+                changed = breaker.changed() => if changed.is_err() { break Ok(()) },
+            }
+            continue;
+        }
+        let stream = match messages.as_mut() {
+            Some(stream) => stream,
+            None => messages.insert(subscribe().await?),
+        };
         let deadline = batcher.deadline();
+        let progress_at = next_progress.or_else(|| batcher.started().map(|s| s + ctx.progress_every()));
         tokio::select! {
             // Why biased, shutdown first: once asked to stop, fetch nothing more; the open batch is flushed below.
             biased;
             _ = shutdown.cancelled() => break Ok(()),
+            // Why: the breaker opened; the loop top pauses fetching.
+            _ = breaker.changed() => {}
             // Why: a partial batch must not wait for more traffic longer than batch_timeout.
             _ = tokio::time::sleep_until(deadline.unwrap_or(far_future)), if deadline.is_some() => {
+                next_progress = None;
                 if let Some(batch) = batcher.take()
                     && tx.send(batch).await.is_err()
                 {
                     break Err(StreamError::WriterDied("channel closed".into()));
                 }
             }
-            next = messages.next() => match next {
+            // Why: an open batch held longer than half of ack_wait would be redelivered to us while we hold it.
+            _ = tokio::time::sleep_until(progress_at.unwrap_or(far_future)), if progress_at.is_some() && !batcher.is_empty() => {
+                ctx.progress(batcher.entries().iter().map(|e: &Entry<Pending>| &e.msg)).await;
+                next_progress = Some(Instant::now() + ctx.progress_every());
+            }
+            next = stream.next() => match next {
                 Some(Ok(msg)) => {
-                    if let Some(batch) = accept(processor, msg, &mut batcher, cfg).await
+                    if let Some(batch) = accept(processor, msg, &mut batcher, ctx).await {
+                        next_progress = None;
                         // Why await: a full channel is the backpressure that keeps memory flat.
-                        && tx.send(batch).await.is_err()
-                    {
-                        break Err(StreamError::WriterDied("channel closed".into()));
+                        if tx.send(batch).await.is_err() {
+                            break Err(StreamError::WriterDied("channel closed".into()));
+                        }
                     }
                 }
                 Some(Err(e)) if matches!(e.kind(), MessagesErrorKind::MissingHeartbeat) => {
@@ -168,12 +271,12 @@ async fn read<P: Processor>(
     result
 }
 
-/// Decodes one message into the open batch; an undecodable one is terminated at once (it can never succeed).
+/// Decodes one message into the open batch; an undecodable one is dead-lettered at once (it can never succeed).
 async fn accept<P: Processor>(
     processor: &P,
     msg: Message,
     batcher: &mut Batcher<P::Row, Pending>,
-    cfg: &StreamConfig,
+    ctx: &Ctx,
 ) -> Option<RowBatch<P>> {
     let (sequence, delivered, published) = match msg.info() {
         Ok(info) => (info.stream_sequence, info.delivered, published_at(info.published.unix_timestamp_nanos())),
@@ -184,25 +287,25 @@ async fn accept<P: Processor>(
         subject: message.subject.as_str(),
         payload: &message.payload,
         published,
-        stream: &cfg.jetstream,
+        stream: &ctx.cfg.jetstream,
         sequence,
     };
     let before = batcher.row_count();
-    match processor.decode(&incoming, batcher.rows_mut()) {
-        Ok(()) => {
-            let pending = Pending { acker, subject: message.subject.clone(), sequence, delivered };
-            batcher.push(pending, before, Instant::now())
-        }
+    let decoded = processor.decode(&incoming, batcher.rows_mut());
+    let pending = Pending {
+        acker,
+        subject: message.subject,
+        payload: message.payload,
+        headers: message.headers,
+        sequence,
+        delivered,
+    };
+    match decoded {
+        Ok(()) => batcher.push(pending, before, Instant::now()),
         Err(e) => {
             batcher.rows_mut().truncate(before);
-            tracing::error!(
-                stream = %cfg.name, subject = %message.subject, sequence, error = %e,
-                "undecodable message terminated (it will not be redelivered)"
-            );
-            // Why Term, not NAK: a payload that cannot decode never will; NAKing it would loop forever.
-            if let Err(e) = acker.ack_with(AckKind::Term).await {
-                tracing::warn!(stream = %cfg.name, sequence, error = %e, "could not terminate message; it will be redelivered and terminated again");
-            }
+            // Why not NAK: a payload that cannot decode never will; NAKing it would loop forever.
+            ctx.dead_letter(&pending, DlqClass::Decode, &e.to_string()).await;
             None
         }
     }
@@ -213,32 +316,42 @@ fn published_at(nanos: i128) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, nanos.rem_euclid(1_000_000_000) as u32).unwrap_or_else(Utc::now)
 }
 
-/// Commits batches and settles their messages: ack after commit, NAK with delay on a transient error,
-/// bisection on a permanent one so that only the refused messages are terminated.
+/// Commits batches and settles their messages: ack after commit; bisection on a permanent error so only the
+/// refused messages are dead-lettered; NAK with delay on a transient one, or dead-letter on the last delivery.
 struct Writer<P> {
     processor: Arc<P>,
     pool: Pool,
-    cfg: StreamConfig,
+    ctx: Arc<Ctx>,
 }
 
 impl<P: Processor> Writer<P> {
     async fn run(self, mut rx: mpsc::Receiver<RowBatch<P>>) {
         while let Some(batch) = rx.recv().await {
+            // Why: a batch that queued behind a slow write may be near its ack_wait already.
+            if batch.started.elapsed() >= self.ctx.progress_every() {
+                self.ctx.progress(batch.msgs.iter().map(|e| &e.msg)).await;
+            }
             self.write_batch(batch).await;
         }
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %self.cfg.name, batch_rows = batch.rows.len(), batch_msgs = batch.msgs.len()))]
+    #[tracing::instrument(skip_all, fields(stream = %self.ctx.cfg.name, batch_rows = batch.rows.len(), batch_msgs = batch.msgs.len()))]
     async fn write_batch(&self, batch: RowBatch<P>) {
         // Message ranges still to write; bisection pushes halves of a refused range.
         let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
         todo.push(0..batch.msgs.len());
         while let Some(range) = todo.pop() {
-            match self.commit(batch.rows_of(range.clone())).await {
+            let entries = &batch.msgs[range.clone()];
+            let outcome = self.commit_with_progress(batch.rows_of(range.clone()), entries).await;
+            match &outcome {
+                Err(e) if e.class() == ErrorClass::Breaker => self.ctx.breaker.record_failure(),
+                _ => self.ctx.breaker.record_success(),
+            }
+            match outcome {
                 Ok(inserted) => {
                     tracing::debug!(messages = range.len(), inserted, "committed");
                     // Why here: the transaction holding these rows has committed; only now may JetStream forget them.
-                    for entry in &batch.msgs[range] {
+                    for entry in entries {
                         if let Err(e) = entry.msg.acker.ack().await {
                             tracing::warn!(sequence = entry.msg.sequence, error = %e, "ack failed after commit; the redelivery will be skipped as a duplicate");
                         }
@@ -251,28 +364,43 @@ impl<P: Processor> Writer<P> {
                     todo.push(range.start..mid);
                 }
                 Err(e) if e.class() == ErrorClass::Permanent => {
-                    let entry = &batch.msgs[range.start];
-                    tracing::error!(
-                        subject = %entry.msg.subject, sequence = entry.msg.sequence, sqlstate = e.sqlstate().unwrap_or(""),
-                        error = %e, "database refused the message's rows; terminated (it will not be redelivered)"
-                    );
-                    if let Err(e) = entry.msg.acker.ack_with(AckKind::Term).await {
-                        tracing::warn!(sequence = entry.msg.sequence, error = %e, "could not terminate message");
-                    }
+                    self.ctx.dead_letter(&entries[0].msg, DlqClass::Rejected, &e.to_string()).await;
                 }
                 Err(e) => {
                     tracing::warn!(
                         messages = range.len(), class = ?e.class(), sqlstate = e.sqlstate().unwrap_or(""), error = %e,
                         "batch not written; messages NAKed with a delay"
                     );
-                    for entry in &batch.msgs[range] {
+                    let max = self.ctx.cfg.max_deliver;
+                    for entry in entries {
+                        let p = &entry.msg;
+                        if max > 0 && p.delivered >= max {
+                            // JetStream will not deliver it again: keep it in the DLQ rather than lose it.
+                            self.ctx.dead_letter(p, DlqClass::MaxDeliver, &e.to_string()).await;
+                            continue;
+                        }
                         // Why a delay: an immediate NAK would redeliver at once and spin against a failing database.
-                        let delay = self.cfg.nak_delay_for(entry.msg.delivered);
-                        if let Err(e) = entry.msg.acker.ack_with(AckKind::Nak(Some(delay))).await {
-                            tracing::warn!(sequence = entry.msg.sequence, error = %e, "NAK failed; the message returns after ack_wait");
+                        let delay = self.ctx.cfg.nak_delay_for(p.delivered);
+                        if let Err(e) = p.acker.ack_with(AckKind::Nak(Some(delay))).await {
+                            tracing::warn!(sequence = p.sequence, error = %e, "NAK failed; the message returns after ack_wait");
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Commits, sending in-progress acks for `entries` every half ack_wait while the write takes (a lock, a slow
+    /// disk), so JetStream does not redeliver what is being written.
+    async fn commit_with_progress(&self, rows: &[P::Row], entries: &[Entry<Pending>]) -> Result<u64, WriteError> {
+        let commit = self.commit(rows);
+        tokio::pin!(commit);
+        let every = self.ctx.progress_every();
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                result = &mut commit => return result,
+                _ = tick.tick() => self.ctx.progress(entries.iter().map(|e| &e.msg)).await,
             }
         }
     }

@@ -8,15 +8,19 @@
 //! - [`supervisor`]: one task per `[[stream]]`, restarted with backoff when it fails.
 //! - [`consumer`]: a stream's pipeline: pull → decode → batch → write → ack after commit.
 //! - [`batch`]: the size/timeout batcher.
+//! - [`dlq`]: dead letters (publish with reasons; list; replay).
+//! - [`breaker`]: the database circuit breaker (Closed / Open / HalfOpen).
 //! - [`processor`]: the closed set of processors (decode a message into rows; write rows).
 //! - [`jetstream`]: NATS connection, server checks, stream and durable consumer set-up.
 //! - [`db`]: the shared pool and the class of each database error.
 //! - [`migrate`]: embedded schema migrations and retention policies.
 
 pub mod batch;
+pub mod breaker;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dlq;
 pub mod jetstream;
 pub mod migrate;
 pub mod processor;
@@ -66,11 +70,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let pool = db::pool(&config.database)?;
     check_tables(&pool, &config).await?;
 
+    let js = async_nats::jetstream::new(client.clone());
+    let dlq = dlq::DeadLetters::new(js.clone(), config.dlq.clone());
+    if let Err(e) = dlq.ensure_stream().await {
+        // Not fatal: dead letters that cannot be stored are NAKed, never dropped.
+        tracing::warn!(error = %e, "dead-letter stream not available; undeliverable messages will be NAKed until it is");
+    }
+    let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
     let shared = Arc::new(Shared {
-        js: async_nats::jetstream::new(client.clone()),
+        js,
         pool: pool.clone(),
         schema: config.database.schema.clone(),
         jetstream_subjects: Arc::new(jetstream::stream_subjects(&config.streams)),
+        dlq,
+        breaker: Arc::clone(&breaker),
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
@@ -80,6 +93,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
     }
     let tracker = TaskTracker::new();
+    tracker.spawn({
+        let (pool, shutdown, limit) = (pool.clone(), shutdown.clone(), config.database.connect_timeout);
+        async move { breaker.run_prober(|| breaker::probe_database(&pool, limit), shutdown).await }
+    });
     for s in &config.streams {
         tracker.spawn(supervisor::supervise(s.clone(), Arc::clone(&shared), shutdown.clone()));
     }

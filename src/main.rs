@@ -31,6 +31,11 @@ enum Command {
     Validate,
     /// Apply the embedded schema migrations (idempotent).
     Migrate,
+    /// Dead letters: list them, or replay them to their original subjects.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Publish one payload to JetStream and wait for its ack (demos, manual replays).
     Publish {
         /// Subject to publish on.
@@ -38,6 +43,28 @@ enum Command {
         /// File holding the payload; `-` reads standard input.
         #[arg(default_value = "-")]
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Show dead letters, oldest first: subject, class, reason, time.
+    List {
+        /// Only this pipeline's (the [[stream]] name).
+        #[arg(long)]
+        stream: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Republish dead letters to their original subjects; each leaves the DLQ once its republish is stored.
+    Replay {
+        /// Only this pipeline's (the [[stream]] name).
+        #[arg(long)]
+        stream: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -67,6 +94,7 @@ fn main() -> ExitCode {
         }
         Command::Migrate => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(config))),
+        Command::Dlq { action } => runtime().and_then(|rt| rt.block_on(dlq(config, action))),
         Command::Publish { subject, file } => runtime().and_then(|rt| rt.block_on(publish(config, subject, file))),
     };
     match result {
@@ -103,6 +131,39 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     db_event_writer::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
+    use db_event_writer::dlq;
+    let client = async_nats::connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to {}", db_event_writer::config::redact_url(&config.nats.url)))?;
+    let js = async_nats::jetstream::new(client.clone());
+    match action {
+        DlqAction::List { stream, limit } => {
+            let letters = dlq::list(&js, &config.dlq, stream.as_deref(), limit).await?;
+            for l in &letters {
+                println!(
+                    "{}\t{}\tstream={} subject={} sequence={} delivered={} class={}\t{}",
+                    l.dlq_sequence,
+                    l.time,
+                    l.header(dlq::H_STREAM),
+                    l.header(dlq::H_SUBJECT),
+                    l.header(dlq::H_SEQUENCE),
+                    l.header(dlq::H_DELIVERED),
+                    l.header(dlq::H_CLASS),
+                    l.header(dlq::H_REASON),
+                );
+            }
+            eprintln!("{} dead letter(s)", letters.len());
+        }
+        DlqAction::Replay { stream, limit } => {
+            let n = dlq::replay(&js, &config.dlq, stream.as_deref(), limit).await?;
+            println!("replayed {n} dead letter(s)");
+        }
+    }
+    client.flush().await.context("flushing to NATS")?;
     Ok(())
 }
 
