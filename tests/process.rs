@@ -135,3 +135,42 @@ fn validate_reads_the_path_from_the_environment() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/streams.toml"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_work_and_killing_one_loses_nothing() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("two");
+    let mut stream = TestStream::telemetry(&unique("two"));
+    stream.batch_size = 200;
+    stream.batch_timeout = "100ms";
+    stream.extra = "ack_wait = \"2s\"\n".to_owned();
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
+    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let subject = stream.subject("x");
+    const N: usize = 20_000;
+    publish_all(&js, (0..N).map(|i| (subject.clone(), metric(i)))).await;
+
+    let mut a = Daemon::spawn(&config_path, dir.path().join("a.log"));
+    let mut b = Daemon::spawn(&config_path, dir.path().join("b.log"));
+    wait_until(LIMIT, "both instances writing", || async { db.count("timeseries_metrics").await >= 2_000 }).await;
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(10));
+    assert!(db.count("timeseries_metrics").await < N as i64, "killed mid-stream");
+    wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await >= N as i64 }).await;
+    wait_drained(&js, &stream, LIMIT).await;
+    let client = db.client().await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT device_id) FROM platform.timeseries_metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (N as i64, N as i64), "exactly once");
+    // JetStream spread the messages: each instance committed batches of its own.
+    assert!(a.log_text().contains("committed"), "instance a wrote:\n{}", a.log_text());
+    assert!(b.log_text().contains("committed"), "instance b wrote:\n{}", b.log_text());
+    b.signal("TERM");
+    assert!(b.wait_exit(Duration::from_secs(30)).success(), "{}", b.log_text());
+}

@@ -400,3 +400,80 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// A TCP proxy in front of a server that a test can cut (every connection dropped, new ones refused) and
+/// restore: a database outage without touching the shared PostgreSQL.
+pub struct Proxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let (up, conns) = (up.clone(), conns.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    conns.lock().unwrap().push(task.abort_handle());
+                }
+            }
+        });
+        Proxy { port, up, conns, accept }
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` with its port replaced by the proxy's.
+    pub fn url_for(&self, url: &str) -> String {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.port(self.port);
+        let db = config.get_dbname().unwrap_or("postgres").to_owned();
+        let user = config.get_user().unwrap_or("postgres").to_owned();
+        format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// The DLQ stream's messages of one pipeline (through the daemon's own reader).
+pub async fn dead_letters(js: &jetstream::Context, pipeline: &str) -> Vec<db_event_writer::dlq::Stored> {
+    let config = db_event_writer::config::DlqConfig {
+        subject_prefix: "dlq".into(),
+        stream: "DLQ".into(),
+        max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
+    };
+    db_event_writer::dlq::list(js, &config, Some(pipeline), 10_000).await.unwrap_or_default()
+}
