@@ -381,6 +381,7 @@ async fn a_nats_outage_is_survived_without_loss() {
     wait_until(LIMIT, "rows published after the outage", || async { db.count("timeseries_metrics").await == 200 })
         .await;
     wait_drained(&js, &stream, LIMIT).await;
+    assert!(dead_letters(&js, &stream.name).await.is_empty(), "an outage dead-letters nothing");
     assert!(!handle.is_finished());
     stop(token, handle).await;
 }

@@ -54,6 +54,7 @@ async fn sigkill_mid_stream_then_restart_writes_every_message_exactly_once() {
     assert_eq!(row.get::<_, i64>(1), N as i64);
     assert_eq!(row.get::<_, f64>(2), 0.5);
     assert_eq!(row.get::<_, f64>(3), (N - 1) as f64 + 0.5);
+    assert!(dead_letters(&js, &stream.name).await.is_empty(), "a crash dead-letters nothing");
     second.signal("TERM");
     assert!(second.wait_exit(Duration::from_secs(30)).success(), "{}", second.log_text());
 }

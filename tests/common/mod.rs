@@ -475,5 +475,5 @@ pub async fn dead_letters(js: &jetstream::Context, pipeline: &str) -> Vec<db_eve
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
     };
-    db_event_writer::dlq::list(js, &config, Some(pipeline), 10_000).await.unwrap_or_default()
+    db_event_writer::dlq::list(js, &config, Some(pipeline), 10_000).await.expect("the DLQ stream exists and reads")
 }
