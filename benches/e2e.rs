@@ -309,8 +309,8 @@ async fn copy_ceiling(n: usize) -> f64 {
         let writer = BinaryCopyInWriter::new(sink, &types);
         tokio::pin!(writer);
         for r in chunk {
-            let tags = r.tags.as_deref().map(Jsonb);
-            let meta = r.metadata.as_deref().map(Jsonb);
+            let tags = r.tags.as_deref().map(db_event_writer::db::JsonbText);
+            let meta = r.metadata.as_deref().map(db_event_writer::db::JsonbText);
             writer
                 .as_mut()
                 .write(&[
@@ -337,26 +337,6 @@ async fn copy_ceiling(n: usize) -> f64 {
         writer.finish().await.unwrap();
     }
     n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// JSON text sent as binary `jsonb` (format version 1, then the text).
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl tokio_postgres::types::ToSql for Jsonb<'_> {
-    fn to_sql(
-        &self,
-        _: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(tokio_postgres::types::IsNull::No)
-    }
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        *ty == tokio_postgres::types::Type::JSONB
-    }
-    tokio_postgres::types::to_sql_checked!();
 }
 
 /// One INSERT per row in one transaction, awaited one by one (the Go writer's method): rows/s.

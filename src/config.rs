@@ -157,6 +157,8 @@ struct RawStream {
     nak_delay_max: Option<Spanned<String>>,
     #[serde(default)]
     batches_in_flight: Option<Spanned<i64>>,
+    #[serde(default)]
+    writers: Option<Spanned<i64>>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -306,6 +308,8 @@ pub struct StreamConfig {
     pub nak_delay_max: Duration,
     /// Full batches queued for the writer while the next one is fetched and decoded.
     pub batches_in_flight: usize,
+    /// Batches written at once, each in its own transaction and connection.
+    pub writers: usize,
 }
 
 impl StreamConfig {
@@ -345,6 +349,8 @@ impl StreamConfig {
     pub const DEFAULT_NAK_DELAY_MAX: Duration = Duration::from_secs(60);
     /// One batch written while one more is fetched.
     pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
+    /// Two: while one batch is in PostgreSQL the next is being encoded and sent.
+    pub const DEFAULT_WRITERS: usize = 2;
     /// Floor for max_ack_pending (the Go writer's value).
     pub const MIN_DEFAULT_MAX_ACK_PENDING: i64 = 1000;
 }
@@ -581,8 +587,12 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             Some(b) => positive(b, 1, 16).map_err(|m| at.err(b.span(), k("batches_in_flight"), m))? as usize,
             None => StreamConfig::DEFAULT_BATCHES_IN_FLIGHT,
         };
-        // Open batch + queued batches + the one being written must fit, or the pipeline starves.
-        let needed = (batch_size * (batches_in_flight + 2)) as i64;
+        let writers = match &s.writers {
+            Some(w) => positive(w, 1, 16).map_err(|m| at.err(w.span(), k("writers"), m))? as usize,
+            None => StreamConfig::DEFAULT_WRITERS,
+        };
+        // Open batch + queued batches + the ones being written must fit, or the pipeline starves.
+        let needed = (batch_size * (batches_in_flight + writers + 1)) as i64;
         let max_ack_pending = match &s.max_ack_pending {
             Some(m) => {
                 let v = positive(m, 1, i64::from(i32::MAX)).map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
@@ -626,6 +636,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             nak_delay,
             nak_delay_max,
             batches_in_flight,
+            writers,
         });
     }
     Ok(Config {
@@ -810,7 +821,7 @@ processor = "telemetry"
     #[test]
     fn large_batches_raise_the_default_max_ack_pending() {
         let config = parse(&format!("{MINIMAL}batch_size = 5000\n")).unwrap();
-        assert_eq!(config.streams[0].max_ack_pending, 5000 * 4);
+        assert_eq!(config.streams[0].max_ack_pending, 5000 * 5);
     }
 
     #[test]

@@ -164,13 +164,25 @@ async fn pipeline<P: Processor>(
     let ctx = Arc::new(Ctx { cfg: cfg.clone(), dlq: shared.dlq.clone(), breaker: Arc::clone(&shared.breaker) });
     let processor = Arc::new(processor);
     let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
-    let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), ctx: Arc::clone(&ctx) };
-    let writer = tokio::spawn(writer.run(rx).instrument(tracing::info_span!("writer", stream = %cfg.name)));
+    // Several writers share the queue: while one batch is inside PostgreSQL the next is encoded and sent. Each
+    // batch is its own transaction and acks only its own messages, so their order does not matter.
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let writers: Vec<_> = (0..cfg.writers)
+        .map(|i| {
+            let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), ctx: Arc::clone(&ctx) };
+            tokio::spawn(writer.run(Arc::clone(&rx)).instrument(tracing::info_span!("writer", stream = %cfg.name, i)))
+        })
+        .collect();
 
     let result = read(&*processor, &consumer, &ctx, &tx, shutdown).await;
-    // Closing the channel lets the writer finish the queued batches (commit, then ack) and stop.
+    // Closing the channel lets the writers finish the queued batches (commit, then ack) and stop.
     drop(tx);
-    let written = writer.await.map_err(|e| StreamError::WriterDied(e.to_string()));
+    let mut written = Ok(());
+    for w in writers {
+        if let Err(e) = w.await {
+            written = Err(StreamError::WriterDied(e.to_string()));
+        }
+    }
     result.and(written)
 }
 
@@ -325,8 +337,10 @@ struct Writer<P> {
 }
 
 impl<P: Processor> Writer<P> {
-    async fn run(self, mut rx: mpsc::Receiver<RowBatch<P>>) {
-        while let Some(batch) = rx.recv().await {
+    async fn run(self, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<RowBatch<P>>>>) {
+        loop {
+            // Why the lock only around recv: the next writer may take a batch while this one writes.
+            let Some(batch) = rx.lock().await.recv().await else { break };
             // Why: a batch that queued behind a slow write may be near its ack_wait already.
             if batch.started.elapsed() >= self.ctx.progress_every() {
                 self.ctx.progress(batch.msgs.iter().map(|e| &e.msg)).await;

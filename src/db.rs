@@ -51,6 +51,28 @@ pub fn pool(db: &DatabaseConfig) -> Result<Pool, DbSetupError> {
         .map_err(|e| DbSetupError::Build(e.to_string()))
 }
 
+/// JSON text sent as binary `jsonb` (format version 1, then the text), for binary COPY.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonbText<'a>(pub &'a str);
+
+impl tokio_postgres::types::ToSql for JsonbText<'_> {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]);
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 /// What to do about a failed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -77,6 +99,8 @@ impl WriteError {
     /// How to react to it.
     pub fn class(&self) -> ErrorClass {
         match self {
+            // Every connection busy with our own writes: the database is fine, this batch just waits its turn.
+            WriteError::Pool(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => ErrorClass::Retry,
             WriteError::Pool(_) => ErrorClass::Breaker,
             WriteError::Postgres(e) => classify(e),
         }
@@ -167,5 +191,13 @@ mod tests {
         ] {
             assert_eq!(classify_sqlstate(code), class, "{code}");
         }
+    }
+
+    #[test]
+    fn a_busy_pool_is_not_a_database_outage() {
+        use deadpool_postgres::TimeoutType;
+        assert_eq!(WriteError::Pool(PoolError::Timeout(TimeoutType::Wait)).class(), ErrorClass::Retry);
+        assert_eq!(WriteError::Pool(PoolError::Timeout(TimeoutType::Create)).class(), ErrorClass::Breaker);
+        assert_eq!(WriteError::Pool(PoolError::Closed).class(), ErrorClass::Breaker);
     }
 }

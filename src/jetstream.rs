@@ -268,6 +268,7 @@ mod tests {
             nak_delay: Duration::from_secs(1),
             nak_delay_max: Duration::from_secs(60),
             batches_in_flight: 2,
+            writers: 2,
         }
     }
 
