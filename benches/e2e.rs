@@ -270,71 +270,18 @@ fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::Metric
     rows
 }
 
-/// Binary COPY in 50,000-row statements, each committed: rows/s.
+/// Binary COPY in 50,000-row statements, each committed (the daemon's own COPY encoding, no NATS): rows/s.
 async fn copy_ceiling(n: usize) -> f64 {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
     let db = TestDb::create().await;
     migrate(&config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")])).await;
     let rows = telemetry_rows(n);
-    let client = db.client().await;
-    let types = [
-        Type::TIMESTAMPTZ,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::TEXT,
-        Type::JSONB,
-        Type::TEXT,
-        Type::FLOAT8,
-        Type::BOOL,
-        Type::TEXT,
-        Type::INT4,
-        Type::JSONB,
-        Type::TEXT,
-    ];
+    let mut client = db.client().await;
+    let telemetry = Telemetry::new("platform");
     let started = Instant::now();
     for chunk in rows.chunks(50_000) {
-        let sink = client
-            .copy_in(
-                "COPY platform.timeseries_metrics (timestamp, gateway_id, agent_id, metric_name, metric_type, device_id, \
-                 value, unit, tags, partition, scale, is_delta, target_device_ip, if_index, metadata, series_key) \
-                 FROM STDIN BINARY",
-            )
-            .await
-            .unwrap();
-        let writer = BinaryCopyInWriter::new(sink, &types);
-        tokio::pin!(writer);
-        for r in chunk {
-            let tags = r.tags.as_deref().map(db_event_writer::db::JsonbText);
-            let meta = r.metadata.as_deref().map(db_event_writer::db::JsonbText);
-            writer
-                .as_mut()
-                .write(&[
-                    &r.timestamp,
-                    &r.gateway_id,
-                    &r.agent_id,
-                    &r.metric_name,
-                    &r.metric_type,
-                    &r.device_id,
-                    &r.value,
-                    &r.unit,
-                    &tags,
-                    &r.partition,
-                    &r.scale,
-                    &r.is_delta,
-                    &r.target_device_ip,
-                    &r.if_index,
-                    &meta,
-                    &r.series_key,
-                ])
-                .await
-                .unwrap();
-        }
-        writer.finish().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        telemetry.copy_rows(&tx, chunk).await.unwrap();
+        tx.commit().await.unwrap();
     }
     n as f64 / started.elapsed().as_secs_f64()
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{check_jsonb, check_text, parse_timestamp};
+use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
 use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
 
 /// One row of `ocsf_events`.
@@ -110,21 +110,10 @@ impl Processor for Events {
     type Row = EventRow;
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<EventRow>) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_slice(msg.payload).map_err(|e| DecodeError::new(format!("bad JSON: {e}")))?;
-        match &value {
-            Value::Object(map) => rows.push(event_row(map, msg, true)?),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let Value::Object(map) = item else {
-                        return Err(DecodeError::new(format!("[{i}]: an event must be a JSON object")));
-                    };
-                    rows.push(event_row(map, msg, false).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?);
-                }
-            }
-            _ => return Err(DecodeError::new("payload is not a JSON object or array")),
-        }
-        Ok(())
+        each_object(msg.payload, "event", |_, map, whole| {
+            rows.push(event_row(map, msg, whole)?);
+            Ok(())
+        })
     }
 
     async fn write(

@@ -103,6 +103,29 @@ pub fn parse_f64(field: &str, raw: &RawValue) -> Result<Option<f64>, DecodeError
     if v.is_finite() { Ok(Some(v)) } else { Err(DecodeError::new(format!("{field}: {text} is out of range"))) }
 }
 
+/// A JSON payload holding one object or an array of objects: calls `each(index, object, whole)` for every
+/// object (`whole` when the payload is that single object). An item's error is prefixed with `[index]: `.
+pub fn each_object(
+    payload: &[u8],
+    what: &str,
+    mut each: impl FnMut(usize, &serde_json::Map<String, serde_json::Value>, bool) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    use serde_json::Value;
+    match serde_json::from_slice::<Value>(payload).map_err(|e| DecodeError::new(format!("bad JSON: {e}")))? {
+        Value::Object(map) => each(0, &map, true),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Value::Object(map) = item else {
+                    return Err(DecodeError::new(format!("[{i}]: a {what} must be a JSON object")));
+                };
+                each(i, map, false).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?;
+            }
+            Ok(())
+        }
+        _ => Err(DecodeError::new("payload is not a JSON object or array")),
+    }
+}
+
 /// Rejects a string PostgreSQL cannot store in `text` (a NUL character).
 pub fn check_text(field: &str, s: &str) -> Result<(), DecodeError> {
     if s.contains('\0') {

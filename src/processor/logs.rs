@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-use super::json::{check_jsonb, check_text, parse_timestamp};
+use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::logs::ExportLogsServiceRequest;
 use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
@@ -247,20 +247,10 @@ const RESERVED: &[&str] = &[
 ];
 
 fn decode_json(msg: &Incoming<'_>, rows: &mut Vec<LogRow>) -> Result<(), DecodeError> {
-    let value: Value = serde_json::from_slice(msg.payload).map_err(|e| DecodeError::new(format!("bad JSON: {e}")))?;
-    match value {
-        Value::Object(map) => rows.push(json_row(&map, msg, 0)?),
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let Value::Object(map) = item else {
-                    return Err(DecodeError::new(format!("[{i}]: a log must be a JSON object")));
-                };
-                rows.push(json_row(map, msg, i).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?);
-            }
-        }
-        _ => return Err(DecodeError::new("payload is not a JSON object or array")),
-    }
-    Ok(())
+    each_object(msg.payload, "log", |i, map, _| {
+        rows.push(json_row(map, msg, i)?);
+        Ok(())
+    })
 }
 
 fn str_of<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-use super::json::{check_text, parse_timestamp};
+use super::json::{check_text, each_object, parse_timestamp};
 use super::logs::{attr_str, hex, kv_text, nanos};
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::{ExportMetricsServiceRequest, metric, number_data_point};
@@ -347,21 +347,6 @@ fn decode_otlp_spans(
     Ok(())
 }
 
-fn objects(msg: &Incoming<'_>, what: &str) -> Result<Vec<Map<String, Value>>, DecodeError> {
-    match serde_json::from_slice::<Value>(msg.payload).map_err(|e| DecodeError::new(format!("bad JSON: {e}")))? {
-        Value::Object(map) => Ok(vec![map]),
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| match item {
-                Value::Object(map) => Ok(map),
-                _ => Err(DecodeError::new(format!("[{i}]: a {what} must be a JSON object"))),
-            })
-            .collect(),
-        _ => Err(DecodeError::new("payload is not a JSON object or array")),
-    }
-}
-
 fn s(map: &Map<String, Value>, key: &str) -> String {
     match map.get(key) {
         Some(Value::String(v)) => v.clone(),
@@ -385,38 +370,38 @@ fn time_of(map: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
 }
 
 fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
-    for (i, map) in objects(msg, "span")?.into_iter().enumerate() {
-        let span_id = s(&map, "span_id");
+    each_object(msg.payload, "span", |_, map, _| {
+        let span_id = s(map, "span_id");
         if span_id.is_empty() {
-            return Err(DecodeError::new(format!("[{i}]: span_id: required and missing")));
+            return Err(DecodeError::new("span_id: required and missing"));
         }
         let int = |key: &str| map.get(key).and_then(Value::as_i64).unwrap_or(0);
         let start = int("start_time_unix_nano");
         let row = SpanRow {
-            timestamp: time_of(&map, "timestamp").or_else(|| nanos(start.max(0) as u64)).unwrap_or(msg.published),
-            trace_id: s(&map, "trace_id"),
+            timestamp: time_of(map, "timestamp").or_else(|| nanos(start.max(0) as u64)).unwrap_or(msg.published),
+            trace_id: s(map, "trace_id"),
             span_id,
-            parent_span_id: s(&map, "parent_span_id"),
-            name: s(&map, "name"),
+            parent_span_id: s(map, "parent_span_id"),
+            name: s(map, "name"),
             kind: i32::try_from(int("kind")).unwrap_or(0),
             start_time_unix_nano: start,
             end_time_unix_nano: int("end_time_unix_nano"),
-            service_name: s(&map, "service_name"),
-            service_version: s(&map, "service_version"),
-            service_instance: s(&map, "service_instance"),
-            scope_name: s(&map, "scope_name"),
-            scope_version: s(&map, "scope_version"),
+            service_name: s(map, "service_name"),
+            service_version: s(map, "service_version"),
+            service_instance: s(map, "service_instance"),
+            scope_name: s(map, "scope_name"),
+            scope_version: s(map, "scope_version"),
             status_code: i32::try_from(int("status_code")).unwrap_or(0),
-            status_message: s(&map, "status_message"),
-            attributes: text_or_json(&map, "attributes", ""),
-            resource_attributes: text_or_json(&map, "resource_attributes", ""),
-            events: text_or_json(&map, "events", "[]"),
-            links: text_or_json(&map, "links", "[]"),
+            status_message: s(map, "status_message"),
+            attributes: text_or_json(map, "attributes", ""),
+            resource_attributes: text_or_json(map, "resource_attributes", ""),
+            events: text_or_json(map, "events", "[]"),
+            links: text_or_json(map, "links", "[]"),
         };
         check_span(&row)?;
         rows.push(OtelRow::Span(row));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn check_span(r: &SpanRow) -> Result<(), DecodeError> {
@@ -574,7 +559,7 @@ fn decode_otlp_metrics(
 
 /// `PerformanceMetric` JSON (the collector's derived metrics), one object or an array.
 fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
-    for map in objects(msg, "metric")? {
+    each_object(msg.payload, "metric", |_, map, _| {
         let num = |key: &str| match map.get(key) {
             Some(Value::Number(n)) => n.as_f64(),
             Some(Value::String(v)) => v.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
@@ -582,30 +567,30 @@ fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<()
         };
         let duration_ms = num("duration_ms");
         let row = MetricRow {
-            timestamp: time_of(&map, "timestamp").unwrap_or(msg.published),
-            trace_id: s(&map, "trace_id"),
-            span_id: s(&map, "span_id"),
-            service_name: s(&map, "service_name"),
-            span_name: s(&map, "span_name"),
-            span_kind: s(&map, "span_kind"),
+            timestamp: time_of(map, "timestamp").unwrap_or(msg.published),
+            trace_id: s(map, "trace_id"),
+            span_id: s(map, "span_id"),
+            service_name: s(map, "service_name"),
+            span_name: s(map, "span_name"),
+            span_kind: s(map, "span_kind"),
             duration_ms,
             duration_seconds: num("duration_seconds").or(duration_ms.map(|v| v / 1000.0)),
-            metric_type: s(&map, "metric_type"),
-            http_method: s(&map, "http_method"),
-            http_route: s(&map, "http_route"),
-            http_status_code: s(&map, "http_status_code"),
-            grpc_service: s(&map, "grpc_service"),
-            grpc_method: s(&map, "grpc_method"),
-            grpc_status_code: s(&map, "grpc_status_code"),
+            metric_type: s(map, "metric_type"),
+            http_method: s(map, "http_method"),
+            http_route: s(map, "http_route"),
+            http_status_code: s(map, "http_status_code"),
+            grpc_service: s(map, "grpc_service"),
+            grpc_method: s(map, "grpc_method"),
+            grpc_status_code: s(map, "grpc_status_code"),
             is_slow: map.get("is_slow").and_then(Value::as_bool).unwrap_or(false),
-            component: s(&map, "component"),
-            level: s(&map, "level"),
-            unit: s(&map, "unit"),
+            component: s(map, "component"),
+            level: s(map, "level"),
+            unit: s(map, "unit"),
         };
         check_metric(&row)?;
         rows.push(OtelRow::Metric(row));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn check_metric(m: &MetricRow) -> Result<(), DecodeError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{check_jsonb, check_text, parse_timestamp};
+use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
 use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
 
 /// One row of `sweep_results`.
@@ -83,21 +83,10 @@ impl Processor for Sweep {
     type Row = SweepRow;
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<SweepRow>) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_slice(msg.payload).map_err(|e| DecodeError::new(format!("bad JSON: {e}")))?;
-        match &value {
-            Value::Object(map) => rows.push(sweep_row(map, msg)?),
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let Value::Object(map) = item else {
-                        return Err(DecodeError::new(format!("[{i}]: a sweep result must be a JSON object")));
-                    };
-                    rows.push(sweep_row(map, msg).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?);
-                }
-            }
-            _ => return Err(DecodeError::new("payload is not a JSON object or array")),
-        }
-        Ok(())
+        each_object(msg.payload, "sweep result", |_, map, _| {
+            rows.push(sweep_row(map, msg)?);
+            Ok(())
+        })
     }
 
     async fn write(

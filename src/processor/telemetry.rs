@@ -92,9 +92,10 @@ impl Telemetry {
     }
 
     /// Binary COPY of the rows: PostgreSQL's fastest path, but it fails whole (23505) if any row exists.
-    async fn copy(
+    /// (Public for the benchmark, whose ceiling is this same encoding without NATS.)
+    pub async fn copy_rows(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
+        tx: &tokio_postgres::Transaction<'_>,
         rows: &[MetricRow],
     ) -> Result<u64, tokio_postgres::Error> {
         use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -268,7 +269,7 @@ impl Processor for Telemetry {
         // undoes it and the batch goes through INSERT ... ON CONFLICT DO NOTHING instead. A concurrent instance
         // writing the same rows blocks on the key, then takes the same fallback: never a second row.
         tx.batch_execute("SAVEPOINT dbew_copy").await?;
-        match self.copy(tx, rows).await {
+        match self.copy_rows(tx, rows).await {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT dbew_copy").await?;
                 self.insert(tx, rows).await
