@@ -13,6 +13,8 @@ use md5::{Digest, Md5};
 use prost::Message as _;
 use serde_json::{Map, Value};
 
+use crate::db::{UuidText, copy_or_insert};
+
 use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::logs::ExportLogsServiceRequest;
@@ -64,6 +66,7 @@ pub struct LogRow {
 /// The logs processor.
 #[derive(Debug, Clone)]
 pub struct Logs {
+    copy_sql: String,
     insert_sql: String,
 }
 
@@ -88,27 +91,77 @@ impl Logs {
              AS t(ts, id, tr, sp, st, sn, body, svc, sv, si, scn, scv, attrs, res, obs, fl, ev, sca, src) \
              ON CONFLICT (timestamp, id) DO NOTHING"
         );
-        Logs { insert_sql }
+        let copy_sql = format!(
+            "COPY {table} (timestamp, id, trace_id, span_id, severity_text, severity_number, body, service_name, \
+             service_version, service_instance, scope_name, scope_version, attributes, resource_attributes, \
+             observed_timestamp, trace_flags, event_name, scope_attributes, source) FROM STDIN BINARY"
+        );
+        Logs { copy_sql, insert_sql }
     }
-}
 
-impl Processor for Logs {
-    type Row = LogRow;
-
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<LogRow>) -> Result<(), DecodeError> {
-        let first = msg.payload.iter().find(|b| !b.is_ascii_whitespace()).copied();
-        match first {
-            None => Err(DecodeError::new("empty payload")),
-            // JSON first when it looks like JSON: a serialized OTLP request starts with 0x0A, never '{' or '['.
-            Some(b'{' | b'[') => decode_json(msg, rows),
-            Some(_) => match ExportLogsServiceRequest::decode(msg.payload) {
-                Ok(request) => decode_otlp(&request, msg, rows),
-                Err(e) => Err(DecodeError::new(format!("neither JSON nor an OTLP ExportLogsServiceRequest: {e}"))),
-            },
+    /// Binary COPY of the rows (fails whole with 23505 if one exists).
+    async fn copy_rows(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        rows: &[LogRow],
+    ) -> Result<u64, tokio_postgres::Error> {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+        const TYPES: [Type; 19] = [
+            Type::TIMESTAMPTZ,
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+        ];
+        let sink = tx.copy_in(&self.copy_sql).await?;
+        let writer = BinaryCopyInWriter::new(sink, &TYPES);
+        tokio::pin!(writer);
+        for r in rows {
+            writer
+                .as_mut()
+                .write(&[
+                    &r.timestamp,
+                    &UuidText(&r.id),
+                    &r.trace_id,
+                    &r.span_id,
+                    &r.severity_text,
+                    &r.severity_number,
+                    &r.body,
+                    &r.service_name,
+                    &r.service_version,
+                    &r.service_instance,
+                    &r.scope_name,
+                    &r.scope_version,
+                    &r.attributes,
+                    &r.resource_attributes,
+                    &r.observed_timestamp,
+                    &r.trace_flags,
+                    &r.event_name,
+                    &r.scope_attributes,
+                    &r.source,
+                ])
+                .await?;
         }
+        writer.finish().await
     }
 
-    async fn write(
+    /// The conflict-tolerant path: rows already present (a redelivery) are skipped.
+    async fn insert(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         rows: &[LogRow],
@@ -159,6 +212,32 @@ impl Processor for Logs {
             ],
         )
         .await
+    }
+}
+
+impl Processor for Logs {
+    type Row = LogRow;
+
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<LogRow>) -> Result<(), DecodeError> {
+        let first = msg.payload.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        match first {
+            None => Err(DecodeError::new("empty payload")),
+            // JSON first when it looks like JSON: a serialized OTLP request starts with 0x0A, never '{' or '['.
+            Some(b'{' | b'[') => decode_json(msg, rows),
+            Some(_) => match ExportLogsServiceRequest::decode(msg.payload) {
+                Ok(request) => decode_otlp(&request, msg, rows),
+                Err(e) => Err(DecodeError::new(format!("neither JSON nor an OTLP ExportLogsServiceRequest: {e}"))),
+            },
+        }
+    }
+
+    async fn write(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        rows: &[LogRow],
+    ) -> Result<u64, tokio_postgres::Error> {
+        // COPY first; a redelivered message (same ids) falls back to INSERT ... ON CONFLICT DO NOTHING.
+        copy_or_insert(tx, || self.copy_rows(tx, rows), || self.insert(tx, rows)).await
     }
 }
 

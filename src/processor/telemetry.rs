@@ -12,9 +12,7 @@ use md5::{Digest, Md5};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use tokio_postgres::error::SqlState;
-
-use crate::db::JsonbText;
+use crate::db::{JsonbText, copy_or_insert};
 
 use super::json::{check_jsonb, check_text, jsonb_each_text, parse_f64, parse_timestamp};
 use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
@@ -268,14 +266,7 @@ impl Processor for Telemetry {
         // source of existing rows) is rare. If any row exists, the COPY fails whole with 23505; the savepoint
         // undoes it and the batch goes through INSERT ... ON CONFLICT DO NOTHING instead. A concurrent instance
         // writing the same rows blocks on the key, then takes the same fallback: never a second row.
-        tx.batch_execute("SAVEPOINT dbew_copy").await?;
-        match self.copy_rows(tx, rows).await {
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT dbew_copy").await?;
-                self.insert(tx, rows).await
-            }
-            other => other,
-        }
+        copy_or_insert(tx, || self.copy_rows(tx, rows), || self.insert(tx, rows)).await
     }
 }
 
