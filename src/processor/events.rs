@@ -240,7 +240,7 @@ fn event_row(map: &Map<String, Value>, msg: &Incoming<'_>, whole: bool) -> Resul
     let raw_data = match map.get("raw_data") {
         Some(Value::String(s)) => s.clone(),
         _ if whole => String::from_utf8_lossy(msg.payload).into_owned(),
-        _ => Value::Object(map.clone()).to_string(),
+        _ => serde_json::to_string(map).unwrap_or_default(),
     };
     check_text("raw_data", &raw_data)?;
     Ok(EventRow {

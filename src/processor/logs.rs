@@ -431,7 +431,8 @@ fn is_empty(v: &Value) -> bool {
 }
 
 fn json_text(map: &Map<String, Value>) -> String {
-    if map.is_empty() { String::new() } else { Value::Object(map.clone()).to_string() }
+    // Serializing a map of JSON values cannot fail; no copy of the map is made.
+    if map.is_empty() { String::new() } else { serde_json::to_string(map).unwrap_or_default() }
 }
 
 /// An object under one of `keys`, or a string holding a JSON object.
@@ -531,15 +532,7 @@ fn severity(map: &Map<String, Value>, waf: bool) -> (String, i32) {
         _ => {}
     }
     if let Some(n) = given_number {
-        let name = match n {
-            21.. => "FATAL",
-            17.. => "ERROR",
-            13.. => "WARN",
-            9.. => "INFO",
-            5.. => "DEBUG",
-            _ => "TRACE",
-        };
-        return (cased(name, waf), n);
+        return (cased(severity_name(n), waf), n);
     }
     (cased("INFO", waf), 11)
 }

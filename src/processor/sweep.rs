@@ -171,7 +171,7 @@ fn sweep_row(map: &Map<String, Value>, msg: &Incoming<'_>) -> Result<SweepRow, D
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_i64().ok_or_else(|| DecodeError::new("icmp_response_time_ns: must be an integer"))?),
     };
-    let raw = Value::Object(map.clone()).to_string();
+    let raw = serde_json::to_string(map).unwrap_or_default();
     check_jsonb("raw", &raw)?;
     Ok(SweepRow {
         time,
