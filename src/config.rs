@@ -63,6 +63,12 @@ struct RawConfig {
     /// Circuit breaker in front of the database.
     #[serde(default)]
     breaker: RawBreaker,
+    /// The operator's HTTP listener (metrics, health).
+    #[serde(default)]
+    http: RawHttp,
+    /// Log format and level.
+    #[serde(default)]
+    log: RawLog,
     /// One pipeline per `[[stream]]`.
     #[serde(default)]
     stream: Vec<Spanned<RawStream>>,
@@ -133,6 +139,28 @@ struct RawBreaker {
     cooldown: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    /// `host:port` for /metrics, /healthz and /readyz; absent: no listener.
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    /// How often consumer lag gauges are refreshed from JetStream.
+    #[serde(default)]
+    refresh: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    /// `text` (the default) or `json`.
+    #[serde(default)]
+    format: Option<Spanned<String>>,
+    /// A tracing filter such as `info` or `info,db_event_writer=debug`; `RUST_LOG` overrides it.
+    #[serde(default)]
+    level: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStream {
@@ -180,6 +208,10 @@ pub struct Config {
     pub dlq: DlqConfig,
     /// Circuit breaker.
     pub breaker: BreakerConfig,
+    /// HTTP listener.
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
     /// One entry per `[[stream]]`, in file order.
     pub streams: Vec<StreamConfig>,
 }
@@ -260,6 +292,49 @@ impl DlqConfig {
     /// The subject a stream's dead letters go to.
     pub fn subject_for(&self, stream: &str) -> String {
         format!("{}.{stream}", self.subject_prefix)
+    }
+}
+
+/// `[http]`: the operator's listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// Where /metrics, /healthz and /readyz are served; `None`: not served.
+    pub listen: Option<std::net::SocketAddr>,
+    /// How often consumer lag gauges are refreshed.
+    pub refresh: Duration,
+}
+
+impl HttpConfig {
+    /// Lag gauges every 10 s: cheap for JetStream, fresh enough for alerts.
+    pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human text (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// Tracing filter; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl LogConfig {
+    /// async-nats logs every reconnect attempt at info; its warnings are enough.
+    pub const DEFAULT_LEVEL: &str = "info,async_nats=warn";
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: Self::DEFAULT_LEVEL.to_owned() }
     }
 }
 
@@ -527,6 +602,33 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             .unwrap_or(BreakerConfig::DEFAULT_COOLDOWN),
     };
 
+    let http = HttpConfig {
+        listen: match &raw.http.listen {
+            Some(l) => Some(l.get_ref().parse().map_err(|_| {
+                at.err(l.span(), "http.listen", format!("{:?} is not host:port, e.g. \"127.0.0.1:9464\"", l.get_ref()))
+            })?),
+            None => None,
+        },
+        refresh: opt_duration(at, raw.http.refresh.as_ref(), "http.refresh")?.unwrap_or(HttpConfig::DEFAULT_REFRESH),
+    };
+    let log = LogConfig {
+        format: match raw.log.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "text")) => LogFormat::Text,
+            Some((_, "json")) => LogFormat::Json,
+            Some((f, other)) => {
+                return Err(at.err(f.span(), "log.format", format!("{other:?}: expected \"text\" or \"json\"")));
+            }
+        },
+        level: match &raw.log.level {
+            Some(l) => {
+                tracing_subscriber::EnvFilter::try_new(l.get_ref())
+                    .map_err(|e| at.err(l.span(), "log.level", format!("not a log filter: {e}")))?;
+                l.get_ref().clone()
+            }
+            None => LogConfig::DEFAULT_LEVEL.to_owned(),
+        },
+    };
+
     if raw.stream.is_empty() {
         return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
     }
@@ -653,6 +755,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         daemon: DaemonConfig { shutdown_timeout },
         dlq,
         breaker,
+        http,
+        log,
         streams,
     })
 }
@@ -816,6 +920,23 @@ processor = "telemetry"
         assert_eq!(config.database.retention["timeseries_metrics"], Duration::from_secs(7 * 86_400));
         assert_eq!(config.database.retention["otel_traces"], Duration::from_secs(3 * 86_400));
         assert_eq!(config.database.retention["ocsf_network_activity"], Duration::from_secs(90 * 86_400));
+    }
+
+    #[test]
+    fn http_and_log_sections_are_validated() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.http.listen, None, "no listener unless asked for");
+        assert_eq!(config.log, LogConfig::default());
+        let ok = format!("[http]\nlisten = \"127.0.0.1:9464\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{MINIMAL}");
+        let config = parse(&ok).unwrap();
+        assert_eq!(config.http.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(config.log.format, LogFormat::Json);
+        let e = error_text(&format!("[http]\nlisten = \"localhost\"\n{MINIMAL}"));
+        assert!(e.starts_with("streams.toml:2: http.listen: \"localhost\" is not host:port"), "{e}");
+        let e = error_text(&format!("[log]\nformat = \"xml\"\n{MINIMAL}"));
+        assert!(e.starts_with("streams.toml:2: log.format: \"xml\": expected"), "{e}");
+        let e = error_text(&format!("[log]\nlevel = \"info,=[\"\n{MINIMAL}"));
+        assert!(e.starts_with("streams.toml:2: log.level: not a log filter"), "{e}");
     }
 
     #[test]

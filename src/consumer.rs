@@ -27,6 +27,7 @@ use crate::config::StreamConfig;
 use crate::db::{ErrorClass, WriteError};
 use crate::dlq::{DeadLetter, DeadLetters, DlqClass};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
+use crate::metrics::{Metrics, StreamMetrics};
 use crate::processor::events::Events;
 use crate::processor::logs::Logs;
 use crate::processor::netflow::Netflow;
@@ -50,6 +51,10 @@ pub struct Shared {
     pub dlq: DeadLetters,
     /// The database's circuit breaker.
     pub breaker: Arc<Breaker>,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// How often consumer lag gauges are refreshed.
+    pub refresh: Duration,
 }
 
 /// Why a stream task stopped (the supervisor restarts it).
@@ -90,6 +95,7 @@ pub struct Pending {
     headers: Option<async_nats::HeaderMap>,
     sequence: u64,
     delivered: i64,
+    published: DateTime<Utc>,
 }
 
 type RowBatch<P> = Batch<<P as Processor>::Row, Pending>;
@@ -99,6 +105,7 @@ struct Ctx {
     cfg: StreamConfig,
     dlq: DeadLetters,
     breaker: Arc<Breaker>,
+    metrics: StreamMetrics,
 }
 
 impl Ctx {
@@ -117,13 +124,19 @@ impl Ctx {
         };
         match self.dlq.publish(&letter).await {
             Ok(()) => {
+                self.metrics.dead_lettered(class);
                 tracing::error!(
                     stream = %self.cfg.name, subject = %p.subject, sequence = p.sequence, delivered = p.delivered,
                     class = %class, reason, "message dead-lettered"
                 );
                 // Why Term only now: the dead letter is stored; terminating earlier could lose the message.
-                if let Err(e) = p.acker.ack_with(AckKind::Term).await {
-                    tracing::warn!(sequence = p.sequence, error = %e, "could not terminate a dead-lettered message; it may come back and be dead-lettered twice");
+                match p.acker.ack_with(AckKind::Term).await {
+                    Ok(()) => {
+                        self.metrics.terminated.inc();
+                    }
+                    Err(e) => {
+                        tracing::warn!(sequence = p.sequence, error = %e, "could not terminate a dead-lettered message; it may come back and be dead-lettered twice")
+                    }
                 }
             }
             Err(e) => {
@@ -132,7 +145,9 @@ impl Ctx {
                     stream = %self.cfg.name, sequence = p.sequence, class = %class, reason, error = %e, retry_in = ?delay,
                     "could not dead-letter; message NAKed instead"
                 );
-                let _ = p.acker.ack_with(AckKind::Nak(Some(delay))).await;
+                if p.acker.ack_with(AckKind::Nak(Some(delay))).await.is_ok() {
+                    self.metrics.naked.inc();
+                }
             }
         }
     }
@@ -161,7 +176,14 @@ async fn pipeline<P: Processor>(
     let consumer = ensure_consumer(&js_stream, cfg).await?;
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, "consuming");
 
-    let ctx = Arc::new(Ctx { cfg: cfg.clone(), dlq: shared.dlq.clone(), breaker: Arc::clone(&shared.breaker) });
+    let metrics = shared.metrics.stream(&cfg.name, cfg.processor);
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        dlq: shared.dlq.clone(),
+        breaker: Arc::clone(&shared.breaker),
+        metrics: metrics.clone(),
+    });
+    let lag = tokio::spawn(refresh_lag(consumer.clone(), metrics, shared.refresh));
     let processor = Arc::new(processor);
     let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
     // Several writers share the queue: while one batch is inside PostgreSQL the next is encoded and sent. Each
@@ -183,7 +205,22 @@ async fn pipeline<P: Processor>(
             written = Err(StreamError::WriterDied(e.to_string()));
         }
     }
+    lag.abort();
     result.and(written)
+}
+
+/// Keeps the consumer's lag gauges fresh (JetStream's own counts: pending, awaiting ack, redelivered).
+async fn refresh_lag(consumer: PullConsumer, metrics: StreamMetrics, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Ok(info) = consumer.get_info().await {
+            metrics.pending.set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+            metrics.ack_pending.set(info.num_ack_pending as i64);
+            metrics.consumer_redelivered.set(info.num_redelivered as i64);
+        }
+    }
 }
 
 /// Fetches, decodes and batches until shutdown or a pull error; always hands the open batch to the writer.
@@ -295,6 +332,10 @@ async fn accept<P: Processor>(
         Err(_) => (0, 1, Utc::now()),
     };
     let (message, acker) = msg.split();
+    ctx.metrics.received.inc();
+    if delivered > 1 {
+        ctx.metrics.redelivered.inc();
+    }
     let incoming = Incoming {
         subject: message.subject.as_str(),
         payload: &message.payload,
@@ -311,6 +352,7 @@ async fn accept<P: Processor>(
         headers: message.headers,
         sequence,
         delivered,
+        published,
     };
     match decoded {
         Ok(()) => batcher.push(pending, before, Instant::now()),
@@ -356,7 +398,10 @@ impl<P: Processor> Writer<P> {
         todo.push(0..batch.msgs.len());
         while let Some(range) = todo.pop() {
             let entries = &batch.msgs[range.clone()];
-            let outcome = self.commit_with_progress(batch.rows_of(range.clone()), entries).await;
+            let rows = batch.rows_of(range.clone());
+            let began = Instant::now();
+            let outcome = self.commit_with_progress(rows, entries).await;
+            let m = &self.ctx.metrics;
             match &outcome {
                 Err(e) if e.class() == ErrorClass::Breaker => self.ctx.breaker.record_failure(),
                 _ => self.ctx.breaker.record_success(),
@@ -364,10 +409,29 @@ impl<P: Processor> Writer<P> {
             match outcome {
                 Ok(inserted) => {
                     tracing::debug!(messages = range.len(), inserted, "committed");
+                    m.commit_seconds.observe(began.elapsed().as_secs_f64());
+                    m.committed.inc();
+                    m.batch_rows.observe(rows.len() as f64);
+                    m.rows_inserted.inc_by(inserted);
+                    if self.ctx.cfg.processor.tables().len() == 1 {
+                        m.rows_committed(0, rows.len() as u64);
+                    } else {
+                        for row in rows {
+                            m.rows_committed(P::table_of(row), 1);
+                        }
+                    }
+                    let committed_at = Utc::now();
                     // Why here: the transaction holding these rows has committed; only now may JetStream forget them.
                     for entry in entries {
-                        if let Err(e) = entry.msg.acker.ack().await {
-                            tracing::warn!(sequence = entry.msg.sequence, error = %e, "ack failed after commit; the redelivery will be skipped as a duplicate");
+                        let latency = (committed_at - entry.msg.published).num_microseconds().unwrap_or(0);
+                        m.latency.observe(latency.max(0) as f64 / 1e6);
+                        match entry.msg.acker.ack().await {
+                            Ok(()) => {
+                                m.acked.inc();
+                            }
+                            Err(e) => {
+                                tracing::warn!(sequence = entry.msg.sequence, error = %e, "ack failed after commit; the redelivery will be skipped as a duplicate")
+                            }
                         }
                     }
                 }
@@ -378,9 +442,12 @@ impl<P: Processor> Writer<P> {
                     todo.push(range.start..mid);
                 }
                 Err(e) if e.class() == ErrorClass::Permanent => {
+                    m.rejected.inc();
                     self.ctx.dead_letter(&entries[0].msg, DlqClass::Rejected, &e.to_string()).await;
                 }
                 Err(e) => {
+                    m.failed_seconds.observe(began.elapsed().as_secs_f64());
+                    m.retried.inc();
                     tracing::warn!(
                         messages = range.len(), class = ?e.class(), sqlstate = e.sqlstate().unwrap_or(""), error = %e,
                         "batch not written; messages NAKed with a delay"
@@ -395,8 +462,13 @@ impl<P: Processor> Writer<P> {
                         }
                         // Why a delay: an immediate NAK would redeliver at once and spin against a failing database.
                         let delay = self.ctx.cfg.nak_delay_for(p.delivered);
-                        if let Err(e) = p.acker.ack_with(AckKind::Nak(Some(delay))).await {
-                            tracing::warn!(sequence = p.sequence, error = %e, "NAK failed; the message returns after ack_wait");
+                        match p.acker.ack_with(AckKind::Nak(Some(delay))).await {
+                            Ok(()) => {
+                                m.naked.inc();
+                            }
+                            Err(e) => {
+                                tracing::warn!(sequence = p.sequence, error = %e, "NAK failed; the message returns after ack_wait")
+                            }
                         }
                     }
                 }

@@ -13,6 +13,7 @@
 //! - [`processor`]: the closed set of processors (decode a message into rows; write rows).
 //! - [`jetstream`]: NATS connection, server checks, stream and durable consumer set-up.
 //! - [`db`]: the shared pool and the class of each database error.
+//! - [`metrics`], [`http`]: Prometheus metrics; /metrics, /healthz and /readyz.
 //! - [`migrate`]: embedded schema migrations and retention policies.
 
 pub mod batch;
@@ -21,7 +22,9 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dlq;
+pub mod http;
 pub mod jetstream;
+pub mod metrics;
 pub mod migrate;
 pub mod processor;
 pub mod supervisor;
@@ -52,6 +55,14 @@ pub enum RunError {
         /// A stream needing it.
         stream: String,
     },
+    /// The HTTP listener could not bind.
+    #[error("[http] listen = {listen}: {source}")]
+    Listen {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Shutdown did not finish in time; unacked messages will be redelivered (and deduplicated).
     #[error("shutdown did not finish within {0:?}; messages not yet acked will be redelivered")]
     ShutdownTimedOut(std::time::Duration),
@@ -77,6 +88,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tracing::warn!(error = %e, "dead-letter stream not available; undeliverable messages will be NAKed until it is");
     }
     let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
+    let metrics = Arc::new(metrics::Metrics::new());
+    let http = match config.http.listen {
+        Some(listen) => {
+            let health = http::Health {
+                metrics: Arc::clone(&metrics),
+                nats: client.clone(),
+                pool: pool.clone(),
+                breaker: Arc::clone(&breaker),
+            };
+            let served = http::serve(listen, health, shutdown.clone()).await;
+            Some(served.map_err(|source| RunError::Listen { listen, source })?)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         js,
         pool: pool.clone(),
@@ -84,6 +109,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         jetstream_subjects: Arc::new(jetstream::stream_subjects(&config.streams)),
         dlq,
         breaker: Arc::clone(&breaker),
+        metrics,
+        refresh: config.http.refresh,
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
@@ -117,6 +144,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     })
     .await;
     pool.close();
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     match drained {
         Ok(()) => {
             tracing::info!("stopped cleanly");

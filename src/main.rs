@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use db_event_writer::config::Config;
+use db_event_writer::config::{Config, LogConfig, LogFormat};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -73,10 +73,6 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn")))
-        .with_writer(std::io::stderr)
-        .init();
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -84,6 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    init_logging(&config.log);
     let result = match cli.command {
         Command::Validate => {
             println!("{}: valid, {} stream(s)", config.source.display(), config.streams.len());
@@ -103,6 +100,17 @@ fn main() -> ExitCode {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Text or JSON on stderr; `RUST_LOG` overrides `[log] level`.
+fn init_logging(log: &LogConfig) {
+    use std::io::IsTerminal as _;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

@@ -137,6 +137,11 @@ pub trait Processor: Send + Sync + 'static {
     /// One table row (or a row for one of the processor's tables).
     type Row: Send + Sync + 'static;
 
+    /// Which of the kind's [`ProcessorKind::tables`] a row goes to (for metrics).
+    fn table_of(_row: &Self::Row) -> usize {
+        0
+    }
+
     /// Appends the message's rows to `rows`. On error, whatever it appended is discarded by the caller.
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<Self::Row>) -> Result<(), DecodeError>;
 

@@ -161,6 +161,13 @@ impl Otel {
 impl Processor for Otel {
     type Row = OtelRow;
 
+    fn table_of(row: &OtelRow) -> usize {
+        match row {
+            OtelRow::Span(_) => 0,
+            OtelRow::Metric(_) => 1,
+        }
+    }
+
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
         let json = matches!(msg.payload.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         if msg.subject.contains("traces") {

@@ -1,0 +1,129 @@
+//! The operator's HTTP listener (`[http] listen`): `GET /metrics` (Prometheus text), `GET /healthz` (the process
+//! is alive), `GET /readyz` (200 only when NATS is connected, the database answers and the breaker is closed;
+//! otherwise 503 with a JSON body naming the part that is not ready).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use deadpool_postgres::{Pool, PoolError};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::breaker::{Breaker, State};
+use crate::metrics::Metrics;
+
+/// What the endpoints look at.
+#[derive(Clone)]
+pub struct Health {
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// The daemon's NATS connection.
+    pub nats: async_nats::Client,
+    /// The shared pool.
+    pub pool: Pool,
+    /// The database breaker.
+    pub breaker: Arc<Breaker>,
+}
+
+/// `/readyz`'s verdict, also used by `status`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Readiness {
+    /// All parts ready.
+    pub ready: bool,
+    /// `connected`, or the connection state.
+    pub nats: String,
+    /// `ok`, `busy` (every connection in use by writers: it answers), or why it does not answer.
+    pub database: String,
+    /// `closed`, `open` or `half-open`.
+    pub breaker: String,
+}
+
+/// How long `/readyz` waits for the database.
+const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Health {
+    /// Checks NATS, the database (one `SELECT 1`) and the breaker.
+    pub async fn readiness(&self) -> Readiness {
+        let nats_state = self.nats.connection_state();
+        let nats_ok = matches!(nats_state, async_nats::connection::State::Connected);
+        let database = database_answers(&self.pool).await;
+        let breaker = match self.breaker.state() {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        };
+        Readiness {
+            ready: nats_ok && (database == "ok" || database == "busy") && breaker == "closed",
+            nats: if nats_ok { "connected".to_owned() } else { nats_state.to_string() },
+            database,
+            breaker: breaker.to_owned(),
+        }
+    }
+
+    /// Refreshes the gauges read at scrape time (pool, breaker, NATS).
+    fn refresh_gauges(&self) {
+        let status = self.pool.status();
+        self.metrics.pool_size.set(status.size as i64);
+        self.metrics.pool_in_use.set(status.size.saturating_sub(status.available) as i64);
+        self.metrics.pool_waiting.set(status.waiting as i64);
+        self.metrics.set_breaker(self.breaker.state());
+        let connected = matches!(self.nats.connection_state(), async_nats::connection::State::Connected);
+        self.metrics.nats_connected.set(i64::from(connected));
+    }
+}
+
+async fn database_answers(pool: &Pool) -> String {
+    let check = async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await.map_err(PoolError::Backend)?;
+        Ok::<_, PoolError>(())
+    };
+    match tokio::time::timeout(DB_CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        // Every connection is busy writing: the database answers, we are just using all of it.
+        Ok(Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))) => "busy".to_owned(),
+        Ok(Err(e)) => format!("unreachable: {e}"),
+        Err(_) if pool.status().available == 0 && pool.status().size == pool.status().max_size => "busy".to_owned(),
+        Err(_) => format!("no answer within {DB_CHECK_TIMEOUT:?}"),
+    }
+}
+
+/// Binds `listen` (failing at once if it cannot) and serves until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    health: Health,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "serving /metrics, /healthz and /readyz");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    }))
+}
+
+async fn metrics(AxumState(health): AxumState<Health>) -> Response {
+    health.refresh_gauges();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health.metrics.encode()).into_response()
+}
+
+async fn readyz(AxumState(health): AxumState<Health>) -> Response {
+    let r = health.readiness().await;
+    let status = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = serde_json::to_string(&r).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

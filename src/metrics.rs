@@ -1,0 +1,351 @@
+//! Prometheus metrics. Labels are `stream`, `processor`, `table`, `outcome` and `class`: configuration names and
+//! closed sets only, never a subject or a payload value, so the number of series is bounded by streams.toml.
+//!
+//! The hot path uses [`StreamMetrics`]: handles resolved once per stream task, so counting a message is an
+//! atomic add, not a label lookup.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::breaker::State;
+use crate::dlq::DlqClass;
+use crate::processor::ProcessorKind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    stream: String,
+    processor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    stream: String,
+    processor: String,
+    table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    stream: String,
+    processor: String,
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    stream: String,
+    processor: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+fn batch_rows() -> Histogram {
+    // 1 … 65,536 rows.
+    Histogram::new(exponential_buckets(1.0, 4.0, 9))
+}
+
+fn seconds() -> Histogram {
+    // 1 ms … ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+type Counters<L> = Family<L, Counter>;
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric the daemon exports, and the registry that encodes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    received: Counters<StreamLabels>,
+    redelivered: Counters<StreamLabels>,
+    acked: Counters<StreamLabels>,
+    naked: Counters<StreamLabels>,
+    terminated: Counters<StreamLabels>,
+    dead_lettered: Counters<ClassLabels>,
+    rows_committed: Counters<TableLabels>,
+    rows_inserted: Counters<StreamLabels>,
+    batches: Counters<OutcomeLabels>,
+    batch_rows: Histograms<StreamLabels>,
+    batch_seconds: Histograms<OutcomeLabels>,
+    latency: Histograms<StreamLabels>,
+    pending: Family<StreamLabels, Gauge>,
+    ack_pending: Family<StreamLabels, Gauge>,
+    consumer_redelivered: Family<StreamLabels, Gauge>,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker_state: Gauge,
+    /// Connections the pool holds.
+    pub pool_size: Gauge,
+    /// Connections checked out by writers.
+    pub pool_in_use: Gauge,
+    /// Writers waiting for a connection.
+    pub pool_waiting: Gauge,
+    /// 1 while the NATS connection is up.
+    pub nats_connected: Gauge,
+    /// Configuration reloads by outcome.
+    reloads: Counters<ReloadLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered (prefix `db_event_writer_`).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("db_event_writer");
+        let m = Metrics {
+            received: Family::default(),
+            redelivered: Family::default(),
+            acked: Family::default(),
+            naked: Family::default(),
+            terminated: Family::default(),
+            dead_lettered: Family::default(),
+            rows_committed: Family::default(),
+            rows_inserted: Family::default(),
+            batches: Family::default(),
+            batch_rows: Family::new_with_constructor(batch_rows as fn() -> Histogram),
+            batch_seconds: Family::new_with_constructor(seconds as fn() -> Histogram),
+            latency: Family::new_with_constructor(seconds as fn() -> Histogram),
+            pending: Family::default(),
+            ack_pending: Family::default(),
+            consumer_redelivered: Family::default(),
+            breaker_state: Gauge::default(),
+            pool_size: Gauge::default(),
+            pool_in_use: Gauge::default(),
+            pool_waiting: Gauge::default(),
+            nats_connected: Gauge::default(),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("messages_received", "Messages delivered to the daemon", m.received.clone());
+        r.register("messages_redelivered", "Deliveries that were not a message's first", m.redelivered.clone());
+        r.register("messages_acked", "Messages acked after their rows committed", m.acked.clone());
+        r.register("messages_naked", "Messages NAKed with a delay (transient failure)", m.naked.clone());
+        r.register(
+            "messages_terminated",
+            "Messages terminated after their dead letter was stored",
+            m.terminated.clone(),
+        );
+        r.register(
+            "messages_dead_lettered",
+            "Messages published to the dead-letter stream, by class",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "rows_committed",
+            "Rows in committed transactions (new or already present), by table",
+            m.rows_committed.clone(),
+        );
+        r.register(
+            "rows_inserted",
+            "Rows that were new (the rest were redeliveries, skipped)",
+            m.rows_inserted.clone(),
+        );
+        r.register("batches", "Batch writes, by outcome (committed, retry, rejected)", m.batches.clone());
+        r.register("batch_rows", "Rows per written batch", m.batch_rows.clone());
+        r.register("batch_write_seconds", "Time to write and commit one batch, by outcome", m.batch_seconds.clone());
+        r.register("end_to_end_latency_seconds", "JetStream publish time to commit, per message", m.latency.clone());
+        r.register(
+            "consumer_pending",
+            "Messages in JetStream not yet delivered to the consumer (lag)",
+            m.pending.clone(),
+        );
+        r.register("consumer_ack_pending", "Messages delivered and awaiting ack", m.ack_pending.clone());
+        r.register(
+            "consumer_redelivered",
+            "Messages redelivered and not yet acked (JetStream's count)",
+            m.consumer_redelivered.clone(),
+        );
+        r.register("breaker_state", "Database circuit breaker: 0 closed, 1 open, 2 half-open", m.breaker_state.clone());
+        r.register("pool_connections", "Connections in the PostgreSQL pool", m.pool_size.clone());
+        r.register("pool_in_use", "Pool connections checked out", m.pool_in_use.clone());
+        r.register("pool_waiting", "Writers waiting for a pool connection", m.pool_waiting.clone());
+        r.register("nats_connected", "1 while the NATS connection is up", m.nats_connected.clone());
+        r.register("config_reloads", "Configuration reloads, by outcome (applied, rejected)", m.reloads.clone());
+        r.register(
+            "build",
+            "Build information",
+            Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Handles for one stream's hot path.
+    pub fn stream(self: &Arc<Self>, stream: &str, processor: ProcessorKind) -> StreamMetrics {
+        let s = StreamLabels { stream: stream.to_owned(), processor: processor.name().to_owned() };
+        let outcome =
+            |o: &str| OutcomeLabels { stream: s.stream.clone(), processor: s.processor.clone(), outcome: o.into() };
+        let tables = processor
+            .tables()
+            .iter()
+            .map(|t| {
+                let l =
+                    TableLabels { stream: s.stream.clone(), processor: s.processor.clone(), table: (*t).to_owned() };
+                self.rows_committed.get_or_create_owned(&l)
+            })
+            .collect();
+        StreamMetrics {
+            received: self.received.get_or_create_owned(&s),
+            redelivered: self.redelivered.get_or_create_owned(&s),
+            acked: self.acked.get_or_create_owned(&s),
+            naked: self.naked.get_or_create_owned(&s),
+            terminated: self.terminated.get_or_create_owned(&s),
+            rows_committed: tables,
+            rows_inserted: self.rows_inserted.get_or_create_owned(&s),
+            committed: self.batches.get_or_create_owned(&outcome("committed")),
+            retried: self.batches.get_or_create_owned(&outcome("retry")),
+            rejected: self.batches.get_or_create_owned(&outcome("rejected")),
+            batch_rows: self.batch_rows.get_or_create_owned(&s),
+            commit_seconds: self.batch_seconds.get_or_create_owned(&outcome("committed")),
+            failed_seconds: self.batch_seconds.get_or_create_owned(&outcome("failed")),
+            latency: self.latency.get_or_create_owned(&s),
+            pending: self.pending.get_or_create_owned(&s),
+            ack_pending: self.ack_pending.get_or_create_owned(&s),
+            consumer_redelivered: self.consumer_redelivered.get_or_create_owned(&s),
+            labels: s,
+            all: Arc::clone(self),
+        }
+    }
+
+    /// Records the breaker's state.
+    pub fn set_breaker(&self, state: State) {
+        self.breaker_state.set(match state {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        });
+    }
+
+    /// Counts a configuration reload (`applied` or `rejected`).
+    pub fn reload(&self, outcome: &str) {
+        let l = ReloadLabels { outcome: outcome.to_owned() };
+        self.reloads.get_or_create(&l).inc();
+    }
+}
+
+/// One stream's metric handles (cheap clones of shared atomics).
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    /// Messages delivered.
+    pub received: Counter,
+    /// Deliveries after the first.
+    pub redelivered: Counter,
+    /// Acked after commit.
+    pub acked: Counter,
+    /// NAKed with a delay.
+    pub naked: Counter,
+    /// Terminated after dead-lettering.
+    pub terminated: Counter,
+    rows_committed: Vec<Counter>,
+    /// New rows.
+    pub rows_inserted: Counter,
+    /// Batches committed.
+    pub committed: Counter,
+    /// Batches that failed transiently.
+    pub retried: Counter,
+    /// Batches (or bisected parts) the database refused.
+    pub rejected: Counter,
+    /// Rows per batch.
+    pub batch_rows: Histogram,
+    /// Write time of committed batches.
+    pub commit_seconds: Histogram,
+    /// Write time of failed batches.
+    pub failed_seconds: Histogram,
+    /// Publish → commit.
+    pub latency: Histogram,
+    /// Consumer lag.
+    pub pending: Gauge,
+    /// Awaiting ack.
+    pub ack_pending: Gauge,
+    /// JetStream's redelivered count.
+    pub consumer_redelivered: Gauge,
+    labels: StreamLabels,
+    all: Arc<Metrics>,
+}
+
+impl StreamMetrics {
+    /// Counts committed rows of the processor's `table_index`-th table.
+    pub fn rows_committed(&self, table_index: usize, n: u64) {
+        if let Some(c) = self.rows_committed.get(table_index) {
+            c.inc_by(n);
+        }
+    }
+
+    /// Counts a dead letter of `class`.
+    pub fn dead_lettered(&self, class: DlqClass) {
+        let l = ClassLabels {
+            stream: self.labels.stream.clone(),
+            processor: self.labels.processor.clone(),
+            class: class.as_str().to_owned(),
+        };
+        self.all.dead_lettered.get_or_create(&l).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_labels_and_counts() {
+        let m = Arc::new(Metrics::new());
+        let s = m.stream("telemetry", ProcessorKind::Otel);
+        s.received.inc_by(3);
+        s.rows_committed(1, 5);
+        s.dead_lettered(DlqClass::Decode);
+        s.latency.observe(0.25);
+        m.set_breaker(State::Open);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"db_event_writer_messages_received_total{stream="telemetry",processor="otel"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"db_event_writer_rows_committed_total{stream="telemetry",processor="otel",table="otel_metrics"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"db_event_writer_messages_dead_lettered_total{stream="telemetry",processor="otel",class="decode"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"db_event_writer_end_to_end_latency_seconds_count{stream="telemetry",processor="otel"} 1"#)
+        );
+        assert!(text.contains("db_event_writer_breaker_state 1"), "{text}");
+        assert!(text.contains(r#"db_event_writer_build_info{version=""#), "{text}");
+        // A second stream handle for the same stream shares the counters.
+        m.stream("telemetry", ProcessorKind::Otel).received.inc();
+        assert!(m.encode().contains(r#"messages_received_total{stream="telemetry",processor="otel"} 4"#));
+    }
+}
