@@ -217,7 +217,7 @@ pub struct Config {
 }
 
 /// `[nats]`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct NatsConfig {
     /// Server URL (may carry credentials, so it is never printed whole).
     pub url: String,
@@ -230,7 +230,7 @@ impl fmt::Debug for NatsConfig {
 }
 
 /// `[database]`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL (may carry a password, so it is never printed whole).
     pub url: String,
@@ -260,7 +260,7 @@ impl fmt::Debug for DatabaseConfig {
 }
 
 /// `[daemon]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     /// Upper bound on a graceful shutdown (stop fetching, flush, commit, ack).
     pub shutdown_timeout: Duration,

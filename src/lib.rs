@@ -29,12 +29,15 @@ pub mod migrate;
 pub mod processor;
 pub mod supervisor;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, StreamConfig};
 use crate::consumer::Shared;
 use crate::processor::qualified;
 
@@ -71,6 +74,16 @@ pub enum RunError {
 /// Runs the daemon until `shutdown` is cancelled, then stops fetching, flushes and commits every open batch,
 /// acks, closes the pool and returns, within `[daemon] shutdown_timeout`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_reloadable(config, shutdown, reloads).await
+}
+
+/// [`run`], re-reading the configuration file each time `reloads` yields (SIGHUP): see [`reload`].
+pub async fn run_reloadable(
+    config: Config,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::Receiver<()>,
+) -> Result<(), RunError> {
     for s in &config.streams {
         tracing::info!("{}", s.summary());
     }
@@ -124,15 +137,35 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         let (pool, shutdown, limit) = (pool.clone(), shutdown.clone(), config.database.connect_timeout);
         async move { breaker.run_prober(|| breaker::probe_database(&pool, limit), shutdown).await }
     });
+    // Always running: a reload may add a stream that uses the ledger.
+    tracker.spawn(prune_ledger(pool.clone(), config.database.clone(), shutdown.clone()));
+    let mut running = Running { streams: BTreeMap::new(), tracker: tracker.clone(), shutdown: shutdown.clone() };
     for s in &config.streams {
-        tracker.spawn(supervisor::supervise(s.clone(), Arc::clone(&shared), shutdown.clone()));
+        running.start(s.clone(), &shared);
     }
-    if config.streams.iter().any(|s| s.processor.uses_ledger()) {
-        tracker.spawn(prune_ledger(pool.clone(), config.database.clone(), shutdown.clone()));
+
+    let mut current = config.clone();
+    let mut shared = shared;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(()) = reloads.recv() => {
+                match reload(&current, &client, &pool, &shared, &mut running).await {
+                    Ok((next, next_shared)) => {
+                        shared.metrics.reload("applied");
+                        current = next;
+                        shared = next_shared;
+                    }
+                    Err(e) => {
+                        shared.metrics.reload("rejected");
+                        tracing::error!(error = %e, "reload rejected; the running configuration is kept");
+                    }
+                }
+            }
+        }
     }
     tracker.close();
-
-    shutdown.cancelled().await;
     tracing::info!(timeout = ?config.daemon.shutdown_timeout, "shutting down: stop fetching, flush, commit, ack");
     let deadline = config.daemon.shutdown_timeout;
     let drained = tokio::time::timeout(deadline, async {
@@ -154,6 +187,114 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
         Err(_) => Err(RunError::ShutdownTimedOut(deadline)),
     }
+}
+
+/// The stream tasks running now, by `[[stream]]` name, each with its own stop token (a child of shutdown).
+struct Running {
+    streams: BTreeMap<String, (StreamConfig, CancellationToken, tokio::task::JoinHandle<()>)>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Running {
+    fn start(&mut self, cfg: StreamConfig, shared: &Arc<Shared>) {
+        let stop = self.shutdown.child_token();
+        let task = self.tracker.spawn(supervisor::supervise(cfg.clone(), Arc::clone(shared), stop.clone()));
+        self.streams.insert(cfg.name.clone(), (cfg, stop, task));
+    }
+
+    /// Stops the named streams and waits until each has flushed, committed and acked what it held.
+    async fn drain(&mut self, names: &[String]) {
+        let mut tasks = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some((_, stop, task)) = self.streams.remove(name) {
+                stop.cancel();
+                tasks.push(task);
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// NATS cannot serve it.
+    #[error(transparent)]
+    Nats(#[from] jetstream::NatsError),
+    /// A table it needs is missing.
+    #[error(transparent)]
+    Run(#[from] Box<RunError>),
+}
+
+/// Re-reads the configuration file and applies its `[[stream]]`s: added streams start, removed ones drain (flush,
+/// commit, ack) and stop, changed ones drain and start again with the new settings; untouched streams are not
+/// paused. Other sections need a restart (logged). An invalid file changes nothing.
+async fn reload(
+    current: &Config,
+    client: &async_nats::Client,
+    pool: &deadpool_postgres::Pool,
+    shared: &Arc<Shared>,
+    running: &mut Running,
+) -> Result<(Config, Arc<Shared>), ReloadError> {
+    tracing::info!(file = %current.source.display(), "reloading the configuration");
+    let next = Config::load(&current.source)?;
+    jetstream::check_server(&client.server_info().version, &next.nats.url, &next.streams)?;
+    check_tables(pool, &next).await.map_err(Box::new)?;
+    let ignored: Vec<&str> = [
+        ("nats", current.nats != next.nats),
+        ("database", current.database != next.database),
+        ("daemon", current.daemon != next.daemon),
+        ("dlq", current.dlq != next.dlq),
+        ("breaker", current.breaker != next.breaker),
+        ("http", current.http != next.http),
+        ("log", current.log != next.log),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(sections = ?ignored, "these sections changed and take effect only after a restart");
+    }
+
+    let wanted: BTreeMap<&str, &StreamConfig> = next.streams.iter().map(|s| (s.name.as_str(), s)).collect();
+    let removed: Vec<String> = running.streams.keys().filter(|n| !wanted.contains_key(n.as_str())).cloned().collect();
+    let changed: Vec<String> = running
+        .streams
+        .iter()
+        .filter(|(n, (cfg, _, _))| wanted.get(n.as_str()).is_some_and(|w| *w != cfg))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let added: Vec<String> =
+        next.streams.iter().filter(|s| !running.streams.contains_key(&s.name)).map(|s| s.name.clone()).collect();
+
+    let next_shared = Arc::new(Shared {
+        jetstream_subjects: Arc::new(jetstream::stream_subjects(&next.streams)),
+        ..(**shared).clone()
+    });
+    for (name, subjects) in next_shared.jetstream_subjects.iter() {
+        if !shared.jetstream_subjects.contains_key(name)
+            && let Err(e) = jetstream::ensure_stream(&next_shared.js, name, subjects).await
+        {
+            tracing::warn!(error = %e, "JetStream stream not ready yet; its pipelines will retry");
+        }
+    }
+    let stopping: Vec<String> = removed.iter().chain(&changed).cloned().collect();
+    running.drain(&stopping).await;
+    for s in next.streams.iter().filter(|s| added.contains(&s.name) || changed.contains(&s.name)) {
+        tracing::info!("{}", s.summary());
+        running.start(s.clone(), &next_shared);
+    }
+    tracing::info!(
+        ?added, ?removed, restarted = ?changed, unchanged = next.streams.len() - added.len() - changed.len(),
+        "reload applied"
+    );
+    Ok((next, next_shared))
 }
 
 /// Keeps the idempotency ledger bounded: every 10 minutes, forget messages committed longer ago than

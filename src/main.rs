@@ -138,8 +138,23 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
-    db_event_writer::run(config, shutdown).await?;
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(hangups(reload));
+    db_event_writer::run_reloadable(config, shutdown, reloads).await?;
     Ok(())
+}
+
+/// SIGHUP (systemd's `ExecReload`): re-read the configuration file. Hangups arriving during a reload coalesce.
+async fn hangups(reload: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reloads need a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received");
+        let _ = reload.try_send(());
+    }
 }
 
 async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {

@@ -98,3 +98,112 @@ async fn metrics_count_every_outcome_and_readyz_names_the_part_that_is_down() {
     daemon.signal("TERM");
     drop(daemon);
 }
+
+/// Config text with an `[http]` listener on `port`.
+fn with_http(text: String, port: u16) -> String {
+    text.replacen("[daemon]", &format!("[http]\nlisten = \"127.0.0.1:{port}\"\nrefresh = \"200ms\"\n\n[daemon]"), 1)
+}
+
+fn reloads_logged(daemon: &Daemon, what: &str) -> usize {
+    daemon.log_text().matches(what).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_stream_changes_under_traffic_without_losing_or_doubling() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("reload");
+    let mut a = TestStream::telemetry(&unique("ra"));
+    let b = TestStream::telemetry(&unique("rb"));
+    let port = free_port();
+    let write = |streams: &[TestStream]| {
+        let path = dir.path().join("streams.toml");
+        std::fs::write(&path, with_http(config_text(&nats.url, &db.url, streams), port)).unwrap();
+        path
+    };
+    let config_path = write(std::slice::from_ref(&a));
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&a))).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &a).await;
+    create_stream(&js, &b).await;
+    let daemon = Daemon::spawn(&config_path, dir.path().join("daemon.log"));
+
+    // Traffic on both streams for the whole test: A's rows are values 0..N, B's N..2N.
+    const N: usize = 3_000;
+    let traffic = tokio::spawn({
+        let (js, sa, sb) = (js.clone(), a.subject("host"), b.subject("host"));
+        async move {
+            for chunk in 0..N / 50 {
+                let items =
+                    (chunk * 50..(chunk + 1) * 50).flat_map(|i| [(sa.clone(), metric(i)), (sb.clone(), metric(N + i))]);
+                publish_all(&js, items).await;
+                tokio::time::sleep(Duration::from_millis(60)).await;
+            }
+        }
+    });
+    wait_until(LIMIT, "A consuming", || async { db.count("timeseries_metrics").await > 100 }).await;
+
+    // 1. B added, A changed (smaller batches): A drains and restarts, B starts.
+    a.batch_size = 50;
+    write(&[a.clone(), b.clone()]);
+    daemon.signal("HUP");
+    wait_until(LIMIT, "reload 1 applied", || async { reloads_logged(&daemon, "reload applied") == 1 }).await;
+    let log = daemon.log_text();
+    let applied = log.lines().find(|l| l.contains("reload applied")).unwrap();
+    assert!(applied.contains(&format!("added=[\"{}\"]", b.name)), "{applied}");
+    assert!(applied.contains(&format!("restarted=[\"{}\"]", a.name)), "{applied}");
+
+    // 2. An invalid file: rejected, named, nothing stops.
+    let path = dir.path().join("streams.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replacen("batch_size = 50", "batch_sise = 50", 1)).unwrap();
+    daemon.signal("HUP");
+    wait_until(LIMIT, "reload 2 rejected", || async { reloads_logged(&daemon, "reload rejected") == 1 }).await;
+    let log = daemon.log_text();
+    let rejected = log.lines().find(|l| l.contains("reload rejected")).unwrap();
+    assert!(rejected.contains("streams.toml:") && rejected.contains("stream[0].batch_sise"), "{rejected}");
+
+    // 3. B removed while A is untouched: B drains and stops, A is not restarted.
+    write(std::slice::from_ref(&a));
+    daemon.signal("HUP");
+    wait_until(LIMIT, "reload 3 applied", || async { reloads_logged(&daemon, "reload applied") == 2 }).await;
+    let log = daemon.log_text();
+    let applied = log.lines().filter(|l| l.contains("reload applied")).nth(1).unwrap();
+    assert!(applied.contains(&format!("removed=[\"{}\"]", b.name)), "{applied}");
+    assert!(applied.contains("restarted=[]") && applied.contains("added=[]"), "{applied}");
+
+    // 4. B back: it resumes from its durable consumer where it stopped.
+    write(&[a.clone(), b.clone()]);
+    daemon.signal("HUP");
+    wait_until(LIMIT, "reload 4 applied", || async { reloads_logged(&daemon, "reload applied") == 3 }).await;
+
+    traffic.await.unwrap();
+    wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await >= 2 * N as i64 }).await;
+    wait_drained(&js, &a, LIMIT).await;
+    wait_drained(&js, &b, LIMIT).await;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT value), min(value), max(value) FROM platform.timeseries_metrics",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2 * N as i64, "exactly once");
+    assert_eq!(row.get::<_, i64>(1), 2 * N as i64, "none missing, none doubled");
+    assert_eq!(row.get::<_, f64>(2), 0.5);
+    assert_eq!(row.get::<_, f64>(3), (2 * N - 1) as f64 + 0.5);
+    for s in [&a, &b] {
+        assert_eq!(consumer_state(&js, s).await.0, 0, "nothing left pending on {}", s.name);
+        assert!(dead_letters(&js, &s.name).await.is_empty());
+    }
+    let (_, m) = http_get(port, "/metrics").await.unwrap();
+    assert_eq!(sample(&m, r#"db_event_writer_config_reloads_total{outcome="applied"}"#), Some(3.0), "{m}");
+    assert_eq!(sample(&m, r#"db_event_writer_config_reloads_total{outcome="rejected"}"#), Some(1.0), "{m}");
+    // Drained streams acked what they held: nothing was redelivered.
+    let redelivered =
+        format!(r#"db_event_writer_messages_redelivered_total{{stream="{}",processor="telemetry"}}"#, a.name);
+    assert_eq!(sample(&m, &redelivered), Some(0.0), "{m}");
+    daemon.signal("TERM");
+}
