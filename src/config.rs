@@ -79,6 +79,44 @@ struct RawConfig {
 struct RawNats {
     /// Server URL; env `NATS_URL` overrides.
     url: Spanned<String>,
+    /// Credentials file (JWT + nkey seed), as `nsc` writes it.
+    #[serde(default)]
+    creds_file: Option<Spanned<String>>,
+    /// File holding an nkey seed (`SU...`).
+    #[serde(default)]
+    nkey_seed_file: Option<Spanned<String>>,
+    /// User for user/password authentication.
+    #[serde(default)]
+    user: Option<Spanned<String>>,
+    /// Password (prefer `password_file`).
+    #[serde(default)]
+    password: Option<Spanned<String>>,
+    /// File holding the password.
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+    /// Token (prefer `token_file`).
+    #[serde(default)]
+    token: Option<Spanned<String>>,
+    /// File holding the token.
+    #[serde(default)]
+    token_file: Option<Spanned<String>>,
+    /// TLS: CA, client certificate.
+    #[serde(default)]
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// CA bundle (PEM) that signed the server's certificate; absent: the system roots.
+    #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[serde(default)]
+    cert_file: Option<Spanned<String>>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,12 +259,81 @@ pub struct Config {
 pub struct NatsConfig {
     /// Server URL (may carry credentials, so it is never printed whole).
     pub url: String,
+    /// How the daemon authenticates.
+    pub auth: NatsAuth,
+    /// TLS files; `Some` requires TLS.
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for NatsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NatsConfig").field("url", &redact_url(&self.url)).finish()
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .finish()
     }
+}
+
+/// A secret written in the file or kept in a file of its own (re-read at each use). Never printed.
+#[derive(Clone, PartialEq)]
+pub enum Secret {
+    /// The value itself.
+    Value(String),
+    /// A file holding it (trailing whitespace trimmed).
+    File(PathBuf),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("<redacted>"),
+            Secret::File(p) => write!(f, "<from {}>", p.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// The secret's current value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::File(p) => {
+                let v = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let v = v.trim_end().to_owned();
+                if v.is_empty() { Err(format!("{}: is empty", p.display())) } else { Ok(v) }
+            }
+        }
+    }
+}
+
+/// How the daemon authenticates to NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NatsAuth {
+    /// No credentials (or only what the URL carries).
+    None,
+    /// A `.creds` file (JWT and nkey seed).
+    Creds(PathBuf),
+    /// An nkey seed file.
+    NkeySeed(PathBuf),
+    /// User and password.
+    UserPassword {
+        /// User name.
+        user: String,
+        /// Password.
+        password: Secret,
+    },
+    /// A token.
+    Token(Secret),
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsFiles {
+    /// CA bundle; `None`: the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (mutual TLS).
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// `[database]`.
@@ -530,10 +637,7 @@ fn unknown_field(message: &str) -> Option<&str> {
 }
 
 fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
-    let nats_url = raw.nats.get_ref().url.clone();
-    if nats_url.get_ref().trim().is_empty() {
-        return Err(at.err(nats_url.span(), "nats.url", "must not be empty"));
-    }
+    let nats = nats_config(raw.nats.into_inner(), at)?;
     let db = raw.database.into_inner();
     if db.url.get_ref().trim().is_empty() {
         return Err(at.err(db.url.span(), "database.url", "must not be empty"));
@@ -743,7 +847,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         source: at.file.to_owned(),
-        nats: NatsConfig { url: nats_url.into_inner() },
+        nats,
         database: DatabaseConfig {
             url: db.url.into_inner(),
             schema,
@@ -759,6 +863,73 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         log,
         streams,
     })
+}
+
+fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> {
+    if n.url.get_ref().trim().is_empty() {
+        return Err(at.err(n.url.span(), "nats.url", "must not be empty"));
+    }
+    let path = |v: &Spanned<String>| PathBuf::from(v.get_ref());
+    let secret = |value: &Option<Spanned<String>>, file: &Option<Spanned<String>>, key: &str| match (value, file) {
+        (Some(_), Some(f)) => {
+            Err(at.err(f.span(), format!("nats.{key}_file"), format!("set {key} or {key}_file, not both")))
+        }
+        (Some(v), None) => Ok(Some(Secret::Value(v.get_ref().clone()))),
+        (None, Some(f)) => Ok(Some(Secret::File(path(f)))),
+        (None, None) => Ok(None),
+    };
+    let password = secret(&n.password, &n.password_file, "password")?;
+    let token = secret(&n.token, &n.token_file, "token")?;
+    let mut methods: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    if let Some(c) = &n.creds_file {
+        methods.push(("creds_file", c.span()));
+    }
+    if let Some(c) = &n.nkey_seed_file {
+        methods.push(("nkey_seed_file", c.span()));
+    }
+    if let Some(c) = &n.user {
+        methods.push(("user", c.span()));
+    }
+    if let Some(c) = n.token.as_ref().or(n.token_file.as_ref()) {
+        methods.push(("token", c.span()));
+    }
+    if methods.len() > 1 {
+        let names: Vec<&str> = methods.iter().map(|m| m.0).collect();
+        return Err(at.err(
+            methods[1].1.clone(),
+            format!("nats.{}", methods[1].0),
+            format!("choose one way to authenticate, not {}", names.join(" and ")),
+        ));
+    }
+    let auth = match (&n.creds_file, &n.nkey_seed_file, &n.user, token) {
+        (Some(c), _, _, _) => NatsAuth::Creds(path(c)),
+        (_, Some(k), _, _) => NatsAuth::NkeySeed(path(k)),
+        (_, _, Some(u), _) => match password {
+            Some(password) => NatsAuth::UserPassword { user: u.get_ref().clone(), password },
+            None => return Err(at.err(u.span(), "nats.user", "needs password or password_file")),
+        },
+        (_, _, _, Some(t)) => NatsAuth::Token(t),
+        _ => {
+            if let Some(p) = n.password.as_ref().or(n.password_file.as_ref()) {
+                return Err(at.err(p.span(), "nats.password", "a password needs a user"));
+            }
+            NatsAuth::None
+        }
+    };
+    let tls = match n.tls {
+        None => None,
+        Some(t) => {
+            let t = t.into_inner();
+            let client = match (&t.cert_file, &t.key_file) {
+                (Some(c), Some(k)) => Some((path(c), path(k))),
+                (None, None) => None,
+                (Some(c), None) => return Err(at.err(c.span(), "nats.tls.cert_file", "needs key_file too")),
+                (None, Some(k)) => return Err(at.err(k.span(), "nats.tls.key_file", "needs cert_file too")),
+            };
+            Some(TlsFiles { ca_file: t.ca_file.as_ref().map(path), client })
+        }
+    };
+    Ok(NatsConfig { url: n.url.into_inner(), auth, tls })
 }
 
 fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
@@ -937,6 +1108,30 @@ processor = "telemetry"
         assert!(e.starts_with("streams.toml:2: log.format: \"xml\": expected"), "{e}");
         let e = error_text(&format!("[log]\nlevel = \"info,=[\"\n{MINIMAL}"));
         assert!(e.starts_with("streams.toml:2: log.level: not a log filter"), "{e}");
+    }
+
+    #[test]
+    fn nats_credentials_are_checked_and_never_printed() {
+        let with = |extra: &str| {
+            MINIMAL.replacen("url = \"nats://127.0.0.1:4222\"", &format!("url = \"nats://127.0.0.1:4222\"\n{extra}"), 1)
+        };
+        let config = parse(&with("user = \"w\"\npassword = \"hunter2\"")).unwrap();
+        assert_eq!(
+            config.nats.auth,
+            NatsAuth::UserPassword { user: "w".into(), password: Secret::Value("hunter2".into()) }
+        );
+        assert!(!format!("{config:?}").contains("hunter2"), "Debug shows a password");
+        let e = error_text(&with("user = \"w\""));
+        assert!(e.starts_with("streams.toml:4: nats.user: needs password"), "{e}");
+        let e = error_text(&with("user = \"w\"\npassword = \"a\"\npassword_file = \"/p\""));
+        assert!(e.starts_with("streams.toml:6: nats.password_file: set password or password_file"), "{e}");
+        let e = error_text(&with("creds_file = \"/c\"\ntoken = \"t\""));
+        assert!(e.starts_with("streams.toml:5: nats.token: choose one way"), "{e}");
+        let e = error_text(&with("[nats.tls]\ncert_file = \"/c\""));
+        assert!(e.starts_with("streams.toml:5: nats.tls.cert_file: needs key_file"), "{e}");
+        let config = parse(&with("token_file = \"/run/secrets/t\"\n[nats.tls]\nca_file = \"/ca.pem\"")).unwrap();
+        assert_eq!(config.nats.auth, NatsAuth::Token(Secret::File("/run/secrets/t".into())));
+        assert_eq!(config.nats.tls, Some(TlsFiles { ca_file: Some("/ca.pem".into()), client: None }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, Event};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, StreamConfig, redact_url};
+use crate::config::{Config, NatsAuth, NatsConfig, Secret, StreamConfig, redact_url};
 
 /// JetStream API error code: stream not found.
 const STREAM_NOT_FOUND: u64 = 10059;
@@ -18,6 +18,17 @@ const STREAM_NOT_FOUND: u64 = 10059;
 /// NATS failures.
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
+    /// Credentials or TLS files are unusable.
+    #[error("NATS {0}")]
+    Setup(String),
+    /// The server could not be reached or refused us.
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect {
+        /// Server URL (redacted).
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// The server is too old for the configuration.
     #[error(
         "nats-server {version} at {url} is too old for stream {stream:?}: it asks for {filters} filter subjects on one \
@@ -62,7 +73,21 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
     loop {
         // Pull subscriptions re-issue their requests by themselves after a reconnection (async-nats checks the
         // consumer's waiting requests), so these events are only logged.
-        let options = ConnectOptions::new()
+        let options = match options(&config.nats) {
+            Ok(o) => o,
+            Err(e) => {
+                // A missing or unreadable credentials file may be mounted late (containers): keep trying.
+                tracing::error!(error = %e, retry_in = ?delay, "cannot set up the NATS connection");
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let options = options
             .name("db-event-writer")
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
@@ -93,6 +118,60 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
         }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Connection options with the configured authentication and TLS. Secret files are read now, so a rotated file
+/// is used at the next connection.
+pub fn options(nats: &NatsConfig) -> Result<ConnectOptions, NatsError> {
+    let setup = |message: String| NatsError::Setup(message);
+    let mut options = match &nats.auth {
+        NatsAuth::None => ConnectOptions::new(),
+        NatsAuth::Creds(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| setup(format!("creds_file {}: {e}", path.display())))?;
+            ConnectOptions::with_credentials(&text)
+                .map_err(|e| setup(format!("creds_file {}: not a credentials file: {e}", path.display())))?
+        }
+        NatsAuth::NkeySeed(path) => {
+            let seed = Secret::File(path.clone()).read().map_err(|e| setup(format!("nkey_seed_file {e}")))?;
+            ConnectOptions::with_nkey(seed)
+        }
+        NatsAuth::UserPassword { user, password } => {
+            let password = password.read().map_err(|e| setup(format!("password_file {e}")))?;
+            ConnectOptions::with_user_and_password(user.clone(), password)
+        }
+        NatsAuth::Token(token) => {
+            ConnectOptions::with_token(token.read().map_err(|e| setup(format!("token_file {e}")))?)
+        }
+    };
+    if let Some(tls) = &nats.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca_file {
+            check_readable(ca, "tls.ca_file")?;
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &tls.client {
+            check_readable(cert, "tls.cert_file")?;
+            check_readable(key, "tls.key_file")?;
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    Ok(options)
+}
+
+fn check_readable(path: &std::path::Path, key: &str) -> Result<(), NatsError> {
+    std::fs::File::open(path).map(drop).map_err(|e| NatsError::Setup(format!("{key} {}: {e}", path.display())))
+}
+
+/// One connection attempt (for the CLI's commands), failing fast instead of retrying.
+pub async fn connect_once(nats: &NatsConfig) -> Result<Client, NatsError> {
+    let client = options(nats)?
+        .name("db-event-writer-cli")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(nats.url.as_str())
+        .await
+        .map_err(|e| NatsError::Connect { url: redact_url(&nats.url), message: e.to_string() })?;
+    Ok(client)
 }
 
 /// Parses `major.minor.patch` (ignoring any `-suffix`).

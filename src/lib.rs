@@ -14,6 +14,8 @@
 //! - [`jetstream`]: NATS connection, server checks, stream and durable consumer set-up.
 //! - [`db`]: the shared pool and the class of each database error.
 //! - [`metrics`], [`http`]: Prometheus metrics; /metrics, /healthz and /readyz.
+//! - [`legacy`]: `import-legacy`, the Go writer's JSON config → streams.toml.
+//! - [`status`]: the `status` command's report.
 //! - [`migrate`]: embedded schema migrations and retention policies.
 
 pub mod batch;
@@ -24,9 +26,11 @@ pub mod db;
 pub mod dlq;
 pub mod http;
 pub mod jetstream;
+pub mod legacy;
 pub mod metrics;
 pub mod migrate;
 pub mod processor;
+pub mod status;
 pub mod supervisor;
 
 use std::collections::BTreeMap;

@@ -36,6 +36,18 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// One line per stream: consumer lag, awaiting ack, redelivered, dead letters; and whether NATS and the
+    /// database answer. Exit status 1 when something does not.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a streams.toml equivalent to the Go db-event-writer's JSON configuration.
+    ImportLegacy {
+        /// The Go writer's JSON file (e.g. /etc/serviceradar/consumers/db-event-writer.json).
+        path: PathBuf,
+    },
     /// Publish one payload to JetStream and wait for its ack (demos, manual replays).
     Publish {
         /// Subject to publish on.
@@ -73,6 +85,18 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ImportLegacy { path } = &cli.command {
+        return match db_event_writer::legacy::import(path) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -92,6 +116,19 @@ fn main() -> ExitCode {
         Command::Migrate => runtime().and_then(|rt| rt.block_on(migrate(config))),
         Command::Run => runtime().and_then(|rt| rt.block_on(run(config))),
         Command::Dlq { action } => runtime().and_then(|rt| rt.block_on(dlq(config, action))),
+        Command::Status { json } => match runtime() {
+            Ok(rt) => {
+                let report = rt.block_on(db_event_writer::status::status(&config));
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    print!("{}", report.render(&config));
+                }
+                return if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            }
+            Err(e) => Err(e),
+        },
+        Command::ImportLegacy { .. } => Ok(()),
         Command::Publish { subject, file } => runtime().and_then(|rt| rt.block_on(publish(config, subject, file))),
     };
     match result {
@@ -159,9 +196,7 @@ async fn hangups(reload: tokio::sync::mpsc::Sender<()>) {
 
 async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
     use db_event_writer::dlq;
-    let client = async_nats::connect(config.nats.url.as_str())
-        .await
-        .with_context(|| format!("connecting to {}", db_event_writer::config::redact_url(&config.nats.url)))?;
+    let client = db_event_writer::jetstream::connect_once(&config.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     match action {
         DlqAction::List { stream, limit } => {
@@ -198,9 +233,7 @@ async fn publish(config: Config, subject: String, file: PathBuf) -> anyhow::Resu
     } else {
         payload = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
     }
-    let client = async_nats::connect(config.nats.url.as_str())
-        .await
-        .with_context(|| format!("connecting to {}", db_event_writer::config::redact_url(&config.nats.url)))?;
+    let client = db_event_writer::jetstream::connect_once(&config.nats).await?;
     let js = async_nats::jetstream::new(client);
     let ack = js
         .publish(subject.clone(), payload.into())

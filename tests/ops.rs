@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -205,5 +206,194 @@ async fn sighup_applies_stream_changes_under_traffic_without_losing_or_doubling(
     let redelivered =
         format!(r#"db_event_writer_messages_redelivered_total{{stream="{}",processor="telemetry"}}"#, a.name);
     assert_eq!(sample(&m, &redelivered), Some(0.0), "{m}");
+    daemon.signal("TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_lag_awaiting_ack_and_dead_letters_per_stream() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("status");
+    let stream = TestStream::telemetry(&unique("status"));
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
+    let config_arg = config_path.to_str().unwrap();
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+
+    // Before the daemon ever ran, the consumer does not exist: said, and the exit status is 1.
+    let (code, out, _) = run_cli(&["status", "--config", config_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("stream {}: ", stream.name)) && out.contains("error=consumer"), "{out}");
+
+    let subject = stream.subject("host");
+    let mut items: Vec<(String, Vec<u8>)> = (0..5).map(|i| (subject.clone(), metric(i))).collect();
+    items.push((subject.clone(), b"not json".to_vec()));
+    items.push((subject.clone(), b"[1]".to_vec()));
+    publish_all(&js, items).await;
+    let daemon = Daemon::spawn(&config_path, dir.path().join("daemon.log"));
+    wait_until(LIMIT, "5 rows", || async { db.count("timeseries_metrics").await == 5 }).await;
+    wait_until(LIMIT, "2 dead letters", || async { dead_letters(&js, &stream.name).await.len() == 2 }).await;
+    wait_drained(&js, &stream, LIMIT).await;
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+    publish_all(&js, (5..8).map(|i| (subject.clone(), metric(i)))).await;
+
+    let (code, out, err) = run_cli(&["status", "--config", config_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok (nats-server 2."), "{out}");
+    assert!(out.contains("database postgres://***@127.0.0.1:5432/") && out.contains(": ok\n"), "{out}");
+    let line = out.lines().find(|l| l.starts_with(&format!("stream {}:", stream.name))).unwrap();
+    assert!(line.contains("lag=3 awaiting_ack=0 redelivered=0 dead_letters=2"), "{line}");
+
+    let (code, out, _) = run_cli(&["status", "--json", "--config", config_arg]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nats"], "ok");
+    assert_eq!(v["database"], "ok");
+    assert_eq!(v["streams"][0]["name"], stream.name.as_str());
+    assert_eq!(v["streams"][0]["pending"], 3);
+    assert_eq!(v["streams"][0]["awaiting_ack"], 0);
+    assert_eq!(v["streams"][0]["dead_letters"], 2);
+
+    // The database down: said, exit status 1, NATS still reported.
+    let down = config_text(&nats.url, &format!("postgres://postgres@127.0.0.1:{}/x", free_port()), &[stream.clone()]);
+    std::fs::write(&config_path, down).unwrap();
+    let (code, out, _) = run_cli(&["status", "--config", config_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(": unreachable"), "{out}");
+    assert!(out.contains("lag=3"), "{out}");
+}
+
+#[test]
+fn import_legacy_prints_a_streams_toml_that_validates() {
+    let dir = TempDir::new("legacy");
+    let json = dir.path().join("db-event-writer.json");
+    std::fs::write(
+        &json,
+        r#"{"listen_addr":"0.0.0.0:50041","nats_url":"nats://127.0.0.1:4222","stream_name":"events",
+            "consumer_name":"db-event-writer",
+            "streams":[{"subject":"events.ocsf.processed","table":"ocsf_events"},{"subject":"logs.syslog.processed","table":"logs"},
+                       {"subject":"otel.metrics.raw","table":"otel_metrics"}],
+            "cnpg":{"host":"127.0.0.1","port":5432,"database":"serviceradar","username":"serviceradar","password":"hunter2"}}"#,
+    )
+    .unwrap();
+    let (code, toml, err) = run_cli(&["import-legacy", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.path().join("streams.toml");
+    std::fs::write(&out, &toml).unwrap();
+    let (code, valid, err) = run_cli(&["validate", "--config", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}\n{toml}");
+    assert!(valid.contains("valid, 3 stream(s)"), "{valid}");
+    assert!(valid.contains("subjects=[otel.metrics, otel.metrics.>]"), "{valid}");
+    assert!(!valid.contains("hunter2"), "validate printed the password:\n{valid}");
+
+    let (code, _, err) = run_cli(&["import-legacy", dir.path().join("missing.json").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.json: cannot read"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refused_clearly() {
+    const NATS_PASSWORD: &str = "nats-s3cret-pass";
+    const DB_PASSWORD: &str = "db-s3cret-pass";
+    let dir = TempDir::new("tls");
+    let pki = Pki::generate(dir.path(), "good");
+    let other = Pki::generate(dir.path(), "other");
+    let nats = NatsServer::start_with(&format!(
+        "tls {{\n cert_file: \"{}\"\n key_file: \"{}\"\n ca_file: \"{}\"\n verify: true\n timeout: 3\n}}\n\
+         authorization {{ user: dbew, password: \"{NATS_PASSWORD}\" }}\n",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        pki.ca.display()
+    ));
+    let db = TestDb::create().await;
+    // Trust authentication ignores the password: it is here to prove it is never printed.
+    let db_url = db.url.replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
+    let password_file = dir.path().join("nats-password");
+    std::fs::write(&password_file, format!("{NATS_PASSWORD}\n")).unwrap();
+    let stream = TestStream::telemetry(&unique("tls"));
+    let tls_url = format!("tls://127.0.0.1:{}", nats.port);
+    let nats_section = |ca: &Path, cert: &Path, key: &Path, pw: &Path| {
+        format!(
+            "[nats]\nurl = \"{tls_url}\"\nuser = \"dbew\"\npassword_file = \"{}\"\n\n[nats.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pw.display(),
+            ca.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let write_config = |name: &str, nats_part: String| {
+        let text = config_text(&tls_url, &db_url, std::slice::from_ref(&stream));
+        let rest = &text[text.find("[database]").unwrap()..];
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{nats_part}\n{rest}")).unwrap();
+        path
+    };
+    let good = write_config("good.toml", nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &password_file));
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+
+    // A test client with the same credentials creates the stream and publishes.
+    let client = async_nats::ConnectOptions::with_user_and_password("dbew".into(), NATS_PASSWORD.into())
+        .require_tls(true)
+        .add_root_certificates(pki.ca.clone())
+        .add_client_certificate(pki.client_cert.clone(), pki.client_key.clone())
+        .connect(&tls_url)
+        .await
+        .expect("test client over mTLS");
+    let js = async_nats::jetstream::new(client);
+    create_stream(&js, &stream).await;
+    publish_all(&js, (0..50).map(|i| (stream.subject("h"), metric(i)))).await;
+
+    let daemon = Daemon::spawn(&good, dir.path().join("daemon.log"));
+    wait_until(LIMIT, "50 rows over mutual TLS", || async { db.count("timeseries_metrics").await == 50 }).await;
+    let (code, status, err) = run_cli(&["status", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{status}{err}");
+    let (code, valid, err) = run_cli(&["validate", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+    for (what, text) in [("status", &status), ("validate", &valid), ("daemon log", &daemon.log_text())] {
+        assert!(!text.contains(NATS_PASSWORD) && !text.contains(DB_PASSWORD), "{what} printed a secret:\n{text}");
+    }
+
+    // Each wrong part is refused with an error that names it.
+    let wrong_pw = dir.path().join("wrong-password");
+    std::fs::write(&wrong_pw, "nope").unwrap();
+    let cases = [
+        ("wrong CA", nats_section(&other.ca, &pki.client_cert, &pki.client_key, &password_file), "certificate"),
+        (
+            "client cert from another CA",
+            nats_section(&pki.ca, &other.client_cert, &other.client_key, &password_file),
+            "",
+        ),
+        ("wrong password", nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &wrong_pw), "authorization"),
+        (
+            "missing password file",
+            nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &dir.path().join("absent")),
+            "password_file",
+        ),
+    ];
+    for (i, (case, section, expect)) in cases.into_iter().enumerate() {
+        let path = write_config(&format!("bad{i}.toml"), section);
+        let (code, out, err) = run_cli(&["status", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{case}: {out}{err}");
+        let nats_line = out.lines().next().unwrap_or_default().to_ascii_lowercase();
+        assert!(nats_line.contains("unreachable"), "{case}: {out}");
+        assert!(nats_line.contains(expect), "{case}: expected {expect:?} in {nats_line}");
+        assert!(!out.contains(NATS_PASSWORD) && !out.contains("nope"), "{case}: printed a secret: {out}");
+    }
+
+    // The daemon with a wrong password backs off instead of storming the server.
+    let bad = write_config("storm.toml", nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &wrong_pw));
+    let daemon = Daemon::spawn(&bad, dir.path().join("storm.log"));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let log = daemon.log_text();
+    let attempts = log.matches("cannot connect to NATS").count();
+    assert!((1..=6).contains(&attempts), "{attempts} attempts in 4 s:\n{log}");
+    assert!(log.to_ascii_lowercase().contains("authorization"), "{log}");
     daemon.signal("TERM");
 }

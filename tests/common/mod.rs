@@ -65,8 +65,18 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        NatsServer::start_with("")
+    }
+
+    /// With extra server configuration (`tls { ... }`, `authorization { ... }`), written to a config file.
+    pub fn start_with(extra: &str) -> NatsServer {
         let store = TempDir::new("nats");
         let port = free_port();
+        let conf = format!(
+            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{extra}\n",
+            store.path().join("js").display()
+        );
+        std::fs::write(store.path().join("nats.conf"), conf).unwrap();
         let mut server = NatsServer { child: None, port, url: format!("nats://127.0.0.1:{port}"), store };
         server.spawn();
         server
@@ -74,8 +84,8 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.store.path())
+            .arg("-c")
+            .arg(self.store.path().join("nats.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -518,4 +528,62 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// A throw-away PKI: a CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    pub fn generate(dir: &Path, name: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+        let write = |file: &str, text: String| {
+            let path = dir.join(format!("{name}-{file}"));
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |sans: Vec<String>| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+        let (client_cert, client_key) = leaf(vec!["db-event-writer".into()]);
+        Pki {
+            ca: write("ca.pem", ca_cert.pem()),
+            server_cert: write("server.pem", server_cert),
+            server_key: write("server-key.pem", server_key),
+            client_cert: write("client.pem", client_cert),
+            client_key: write("client-key.pem", client_key),
+        }
+    }
+}
+
+/// Runs the daemon binary with `args` (no services needed beyond what the config names): (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(daemon_bin())
+        .args(args)
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run db-event-writer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
