@@ -111,7 +111,7 @@ impl Breaker {
 }
 
 /// The probe: one connection from the pool answers `SELECT 1` within `limit`.
-pub async fn probe_database(pool: &deadpool_postgres::Pool, limit: Duration) -> bool {
+pub async fn probe_database(pool: deadpool_postgres::Pool, limit: Duration) -> bool {
     let attempt = async {
         let client = pool.get().await.ok()?;
         client.query_one("SELECT 1", &[]).await.ok()

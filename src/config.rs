@@ -139,6 +139,12 @@ struct RawDatabase {
     /// How long the idempotency ledger remembers a committed message.
     #[serde(default)]
     ledger_retention: Option<Spanned<String>>,
+    /// File holding the password (overrides one in the URL); re-read every `password_check`.
+    #[serde(default)]
+    password_file: Option<Spanned<String>>,
+    /// How often `password_file` is re-read.
+    #[serde(default)]
+    password_check: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,6 +357,10 @@ pub struct DatabaseConfig {
     pub retention: BTreeMap<String, Duration>,
     /// How long the idempotency ledger (tables without a key of their own) remembers a committed message.
     pub ledger_retention: Duration,
+    /// File holding the password; re-read every `password_check`, and the pool rebuilt when it changes.
+    pub password_file: Option<PathBuf>,
+    /// How often the password file is re-read.
+    pub password_check: Duration,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -362,6 +372,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("retention", &self.retention)
             .field("ledger_retention", &self.ledger_retention)
+            .field("password_file", &self.password_file)
             .finish()
     }
 }
@@ -544,6 +555,8 @@ impl DatabaseConfig {
     pub const DEFAULT_POOL_SIZE: usize = 8;
     /// Connect and pool-wait timeout.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Twice as often as ServiceRadar's Go writer (every minute).
+    pub const DEFAULT_PASSWORD_CHECK: Duration = Duration::from_secs(30);
     /// Far beyond any redelivery window (ServiceRadar's `events` stream keeps messages 30 minutes).
     pub const DEFAULT_LEDGER_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 }
@@ -565,10 +578,13 @@ pub const RETENTION_DEFAULTS: &[(&str, Duration)] = &[
 ];
 
 impl Config {
-    /// Reads, parses and validates `path`, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).
+    /// Reads `path`, replaces `${VAR}` / `${VAR:-default}` with the environment's values (outside comments),
+    /// parses and validates it, then applies the environment overrides (`NATS_URL`, `DATABASE_URL`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_owned(), source })?;
+        let text = interpolate(&text, |name| std::env::var(name).ok())
+            .map_err(|(line, key, message)| ConfigError::Invalid { file: path.to_owned(), line, key, message })?;
         let mut config = Config::parse(path, &text)?;
         if let Some(url) = std::env::var(ENV_NATS_URL).ok().filter(|v| !v.is_empty()) {
             config.nats.url = url;
@@ -595,6 +611,48 @@ impl Config {
         })?;
         validate(raw, &at)
     }
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` on every line that is not a comment. A variable that is unset (or
+/// empty) without a default is an error naming its line: `(line, "${NAME}", message)`. Values are inserted as
+/// they are, so secrets belong in `*_file` settings rather than in variables holding quotes.
+pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, (usize, String, String)> {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains("${") {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('}') else {
+                return Err((i + 1, rest[start..].trim_end().to_owned(), "unclosed ${".to_owned()));
+            };
+            let inner = &rest[start + 2..start + len];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err((i + 1, format!("${{{inner}}}"), "not a variable name".to_owned()));
+            }
+            match (lookup(name).filter(|v| !v.is_empty()), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err((
+                        i + 1,
+                        format!("${{{name}}}"),
+                        format!("environment variable {name} is not set (write ${{{name}:-default}} for a default)"),
+                    ));
+                }
+            }
+            rest = &rest[start + len + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
 }
 
 /// Turns byte spans into `file:line: key: message` errors.
@@ -665,6 +723,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         }
         retention.insert(table.clone(), duration(at, value, &key)?);
     }
+    let password_check = opt_duration(at, db.password_check.as_ref(), "database.password_check")?
+        .unwrap_or(DatabaseConfig::DEFAULT_PASSWORD_CHECK);
     let ledger_retention = opt_duration(at, db.ledger_retention.as_ref(), "database.ledger_retention")?
         .unwrap_or(DatabaseConfig::DEFAULT_LEDGER_RETENTION);
     let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
@@ -855,6 +915,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             connect_timeout,
             retention,
             ledger_retention,
+            password_file: db.password_file.map(|p| PathBuf::from(p.into_inner())),
+            password_check,
         },
         daemon: DaemonConfig { shutdown_timeout },
         dlq,
@@ -1132,6 +1194,25 @@ processor = "telemetry"
         let config = parse(&with("token_file = \"/run/secrets/t\"\n[nats.tls]\nca_file = \"/ca.pem\"")).unwrap();
         assert_eq!(config.nats.auth, NatsAuth::Token(Secret::File("/run/secrets/t".into())));
         assert_eq!(config.nats.tls, Some(TlsFiles { ca_file: Some("/ca.pem".into()), client: None }));
+    }
+
+    #[test]
+    fn environment_variables_are_interpolated_outside_comments() {
+        let env = |name: &str| match name {
+            "NATS_HOST" => Some("nats.internal".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let text = "# ${IGNORED} in a comment\nurl = \"nats://${NATS_HOST}:${NATS_PORT:-4222}\"\nx = \"${EMPTY:-d}\"\n";
+        assert_eq!(
+            interpolate(text, env).unwrap(),
+            "# ${IGNORED} in a comment\nurl = \"nats://nats.internal:4222\"\nx = \"d\"\n"
+        );
+        let (line, key, message) = interpolate("a = 1\nb = \"${MISSING}\"\n", env).unwrap_err();
+        assert_eq!((line, key.as_str()), (2, "${MISSING}"));
+        assert!(message.contains("MISSING is not set"), "{message}");
+        assert_eq!(interpolate("c = \"${A B}\"", env).unwrap_err().2, "not a variable name");
+        assert_eq!(interpolate("c = \"${OPEN", env).unwrap_err().2, "unclosed ${");
     }
 
     #[test]

@@ -14,7 +14,6 @@ use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::{self, Message};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,7 +23,7 @@ use tracing::Instrument;
 use crate::batch::{Batch, Batcher, Entry};
 use crate::breaker::{Breaker, State};
 use crate::config::StreamConfig;
-use crate::db::{ErrorClass, WriteError};
+use crate::db::{ErrorClass, SharedPool, WriteError};
 use crate::dlq::{DeadLetter, DeadLetters, DlqClass};
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
 use crate::metrics::{Metrics, StreamMetrics};
@@ -42,7 +41,7 @@ pub struct Shared {
     /// JetStream context on the daemon's one NATS connection.
     pub js: jetstream::Context,
     /// The one PostgreSQL pool.
-    pub pool: Pool,
+    pub pool: SharedPool,
     /// Schema of the tables.
     pub schema: String,
     /// Subjects to create each missing JetStream stream with (union over its `[[stream]]`s).
@@ -374,7 +373,7 @@ fn published_at(nanos: i128) -> DateTime<Utc> {
 /// refused messages are dead-lettered; NAK with delay on a transient one, or dead-letter on the last delivery.
 struct Writer<P> {
     processor: Arc<P>,
-    pool: Pool,
+    pool: SharedPool,
     ctx: Arc<Ctx>,
 }
 
@@ -496,7 +495,7 @@ impl<P: Processor> Writer<P> {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut client = self.pool.get().await?;
+        let mut client = self.pool.current().get().await?;
         let tx = client.transaction().await?;
         let inserted = self.processor.write(&tx, rows).await?;
         tx.commit().await?;

@@ -19,6 +19,9 @@ pub enum DbSetupError {
         /// Why.
         source: tokio_postgres::Error,
     },
+    /// The password file cannot be used.
+    #[error("database.password_file {0}")]
+    PasswordFile(String),
     /// deadpool refused the settings.
     #[error("cannot build the connection pool: {0}")]
     Build(String),
@@ -34,7 +37,74 @@ pub fn pg_config(db: &DatabaseConfig) -> Result<tokio_postgres::Config, DbSetupE
     if pg.get_application_name().is_none() {
         pg.application_name("db-event-writer");
     }
+    if let Some(file) = &db.password_file {
+        let password = crate::config::Secret::File(file.clone()).read().map_err(DbSetupError::PasswordFile)?;
+        pg.password(password);
+    }
     Ok(pg)
+}
+
+/// The pool every task uses, replaceable as a whole when the password file changes: tasks take the current pool
+/// for each batch, so a swap never interrupts a transaction (connections of the old pool finish theirs and go).
+#[derive(Clone)]
+pub struct SharedPool {
+    inner: std::sync::Arc<std::sync::RwLock<Pool>>,
+}
+
+impl std::fmt::Debug for SharedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedPool").field("status", &self.current().status()).finish()
+    }
+}
+
+impl SharedPool {
+    /// Wraps `pool`.
+    pub fn new(pool: Pool) -> Self {
+        SharedPool { inner: std::sync::Arc::new(std::sync::RwLock::new(pool)) }
+    }
+
+    /// The pool to use now.
+    pub fn current(&self) -> Pool {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `pool` in place and closes the old one (its busy connections finish their work first).
+    pub fn replace(&self, pool: Pool) {
+        let old = std::mem::replace(&mut *self.inner.write().unwrap_or_else(|e| e.into_inner()), pool);
+        old.close();
+    }
+}
+
+/// Re-reads `[database] password_file` every `every`; when its content changes, new connections use the new
+/// password (the pool is rebuilt; transactions in progress finish on their old connections).
+pub async fn watch_password(
+    db: DatabaseConfig,
+    pool: SharedPool,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let Some(file) = db.password_file.clone() else { return };
+    let secret = crate::config::Secret::File(file.clone());
+    let mut last = secret.read().ok();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match secret.read() {
+            Ok(now) if last.as_ref() != Some(&now) => match self::pool(&db) {
+                Ok(new) => {
+                    pool.replace(new);
+                    last = Some(now);
+                    tracing::info!(file = %file.display(), "database password changed: the pool was rebuilt");
+                }
+                Err(e) => tracing::warn!(error = %e, "database password changed but the pool could not be rebuilt"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read the database password file; keeping the current one"),
+        }
+    }
 }
 
 /// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down.

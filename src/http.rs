@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Breaker, State};
+use crate::db::SharedPool;
 use crate::metrics::Metrics;
 
 /// What the endpoints look at.
@@ -26,7 +27,7 @@ pub struct Health {
     /// The daemon's NATS connection.
     pub nats: async_nats::Client,
     /// The shared pool.
-    pub pool: Pool,
+    pub pool: SharedPool,
     /// The database breaker.
     pub breaker: Arc<Breaker>,
 }
@@ -52,7 +53,7 @@ impl Health {
     pub async fn readiness(&self) -> Readiness {
         let nats_state = self.nats.connection_state();
         let nats_ok = matches!(nats_state, async_nats::connection::State::Connected);
-        let database = database_answers(&self.pool).await;
+        let database = database_answers(&self.pool.current()).await;
         let breaker = match self.breaker.state() {
             State::Closed => "closed",
             State::Open => "open",
@@ -68,7 +69,7 @@ impl Health {
 
     /// Refreshes the gauges read at scrape time (pool, breaker, NATS).
     fn refresh_gauges(&self) {
-        let status = self.pool.status();
+        let status = self.pool.current().status();
         self.metrics.pool_size.set(status.size as i64);
         self.metrics.pool_in_use.set(status.size.saturating_sub(status.available) as i64);
         self.metrics.pool_waiting.set(status.waiting as i64);

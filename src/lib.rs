@@ -95,8 +95,8 @@ pub async fn run_reloadable(
         return Ok(());
     };
     jetstream::check_server(&client.server_info().version, &config.nats.url, &config.streams)?;
-    let pool = db::pool(&config.database)?;
-    check_tables(&pool, &config).await?;
+    let pool = db::SharedPool::new(db::pool(&config.database)?);
+    check_tables(&pool.current(), &config).await?;
 
     let js = async_nats::jetstream::new(client.clone());
     let dlq = dlq::DeadLetters::new(js.clone(), config.dlq.clone());
@@ -139,10 +139,16 @@ pub async fn run_reloadable(
     let tracker = TaskTracker::new();
     tracker.spawn({
         let (pool, shutdown, limit) = (pool.clone(), shutdown.clone(), config.database.connect_timeout);
-        async move { breaker.run_prober(|| breaker::probe_database(&pool, limit), shutdown).await }
+        async move { breaker.run_prober(|| breaker::probe_database(pool.current(), limit), shutdown).await }
     });
     // Always running: a reload may add a stream that uses the ledger.
     tracker.spawn(prune_ledger(pool.clone(), config.database.clone(), shutdown.clone()));
+    tracker.spawn(db::watch_password(
+        config.database.clone(),
+        pool.clone(),
+        config.database.password_check,
+        shutdown.clone(),
+    ));
     let mut running = Running { streams: BTreeMap::new(), tracker: tracker.clone(), shutdown: shutdown.clone() };
     for s in &config.streams {
         running.start(s.clone(), &shared);
@@ -180,7 +186,7 @@ pub async fn run_reloadable(
         }
     })
     .await;
-    pool.close();
+    pool.current().close();
     if let Some(http) = http {
         let _ = http.await;
     }
@@ -242,14 +248,14 @@ pub enum ReloadError {
 async fn reload(
     current: &Config,
     client: &async_nats::Client,
-    pool: &deadpool_postgres::Pool,
+    pool: &db::SharedPool,
     shared: &Arc<Shared>,
     running: &mut Running,
 ) -> Result<(Config, Arc<Shared>), ReloadError> {
     tracing::info!(file = %current.source.display(), "reloading the configuration");
     let next = Config::load(&current.source)?;
     jetstream::check_server(&client.server_info().version, &next.nats.url, &next.streams)?;
-    check_tables(pool, &next).await.map_err(Box::new)?;
+    check_tables(&pool.current(), &next).await.map_err(Box::new)?;
     let ignored: Vec<&str> = [
         ("nats", current.nats != next.nats),
         ("database", current.database != next.database),
@@ -303,7 +309,7 @@ async fn reload(
 
 /// Keeps the idempotency ledger bounded: every 10 minutes, forget messages committed longer ago than
 /// `ledger_retention`.
-async fn prune_ledger(pool: deadpool_postgres::Pool, db: config::DatabaseConfig, shutdown: CancellationToken) {
+async fn prune_ledger(pool: db::SharedPool, db: config::DatabaseConfig, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         tokio::select! {
@@ -311,7 +317,7 @@ async fn prune_ledger(pool: deadpool_postgres::Pool, db: config::DatabaseConfig,
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        match db::prune_ledger(&pool, &db.schema, db.ledger_retention).await {
+        match db::prune_ledger(&pool.current(), &db.schema, db.ledger_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned the idempotency ledger"),
             Err(e) => tracing::warn!(error = %e, "could not prune the idempotency ledger; will retry"),

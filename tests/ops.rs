@@ -259,7 +259,11 @@ async fn status_reports_lag_awaiting_ack_and_dead_letters_per_stream() {
     assert_eq!(v["streams"][0]["dead_letters"], 2);
 
     // The database down: said, exit status 1, NATS still reported.
-    let down = config_text(&nats.url, &format!("postgres://postgres@127.0.0.1:{}/x", free_port()), &[stream.clone()]);
+    let down = config_text(
+        &nats.url,
+        &format!("postgres://postgres@127.0.0.1:{}/x", free_port()),
+        std::slice::from_ref(&stream),
+    );
     std::fs::write(&config_path, down).unwrap();
     let (code, out, _) = run_cli(&["status", "--config", config_arg]);
     assert_eq!(code, 1, "{out}");
@@ -395,5 +399,55 @@ async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refu
     let attempts = log.matches("cannot connect to NATS").count();
     assert!((1..=6).contains(&attempts), "{attempts} attempts in 4 s:\n{log}");
     assert!(log.to_ascii_lowercase().contains("authorization"), "{log}");
+    daemon.signal("TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_password_file_rebuilds_the_pool_under_traffic_without_losing_or_doubling() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("password");
+    let stream = TestStream::telemetry(&unique("pw"));
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, "pw-one-7731\n").unwrap();
+    let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream)).replacen(
+        "pool_size = 4\n",
+        &format!("pool_size = 4\npassword_file = \"{}\"\npassword_check = \"200ms\"\n", password_file.display()),
+        1,
+    );
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, text).unwrap();
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let daemon = Daemon::spawn(&config_path, dir.path().join("daemon.log"));
+
+    const N: usize = 2_000;
+    let traffic = tokio::spawn({
+        let (js, subject) = (js.clone(), stream.subject("h"));
+        async move {
+            for chunk in 0..N / 50 {
+                publish_all(&js, (chunk * 50..(chunk + 1) * 50).map(|i| (subject.clone(), metric(i)))).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    wait_until(LIMIT, "rows flowing", || async { db.count("timeseries_metrics").await > 200 }).await;
+    std::fs::write(&password_file, "pw-two-7731\n").unwrap();
+    wait_until(LIMIT, "the pool rebuilt", || async { daemon.log_text().contains("the pool was rebuilt") }).await;
+    traffic.await.unwrap();
+    wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await >= N as i64 }).await;
+    wait_drained(&js, &stream, LIMIT).await;
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT count(*), count(DISTINCT value) FROM platform.timeseries_metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (N as i64, N as i64));
+    assert!(dead_letters(&js, &stream.name).await.is_empty());
+    let log = daemon.log_text();
+    assert!(!log.contains("pw-one-7731") && !log.contains("pw-two-7731"), "a password reached the log:\n{log}");
+    assert_eq!(log.matches("the pool was rebuilt").count(), 1, "{log}");
     daemon.signal("TERM");
 }
