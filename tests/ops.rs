@@ -451,3 +451,85 @@ async fn a_changed_password_file_rebuilds_the_pool_under_traffic_without_losing_
     assert_eq!(log.matches("the pool was rebuilt").count(), 1, "{log}");
     daemon.signal("TERM");
 }
+
+/// Runs `program args`, returning (success, stdout + stderr); panics with a hint when the tool is missing.
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (run the tests with `make test`, which installs it)"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = TempDir::new("deploy");
+
+    // systemd: the unit verifies cleanly (warnings count) once ExecStart points at a binary that exists here.
+    let unit = std::fs::read_to_string(root.join("deploy/systemd/db-event-writer.service")).unwrap();
+    for key in [
+        "ExecStartPre=/usr/local/bin/db-event-writer validate",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "TimeoutStopSec=60",
+    ] {
+        assert!(unit.contains(key), "unit lacks {key:?}");
+    }
+    let local = dir.path().join("db-event-writer.service");
+    std::fs::write(&local, unit.replace("/usr/local/bin/db-event-writer", daemon_bin())).unwrap();
+    let (ok, out) = tool("systemd-analyze", &["verify", local.to_str().unwrap()]);
+    assert!(ok && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
+
+    // Prometheus rules.
+    let alerts = root.join("deploy/prometheus/alerts.yaml");
+    let (ok, out) = tool("promtool", &["check", "rules", alerts.to_str().unwrap()]);
+    assert!(ok && out.contains("SUCCESS"), "promtool:\n{out}");
+
+    // Kubernetes, compose, Dockerfile, dashboard: structure; the ConfigMap's streams.toml is valid.
+    let python = root.join(".venv/bin/python");
+    let configmap = dir.path().join("configmap.toml");
+    let (ok, out) =
+        tool(python.to_str().unwrap(), &[root.join("deploy/check.py").to_str().unwrap(), configmap.to_str().unwrap()]);
+    assert!(ok, "deploy/check.py:\n{out}");
+    let text = std::fs::read_to_string(&configmap).unwrap();
+    let env = |name: &str| Some(format!("{name}-from-env"));
+    let text = db_event_writer::config::interpolate(&text, env).unwrap();
+    let config = db_event_writer::config::Config::parse(&configmap, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.nats.url, "NATS_URL-from-env");
+    for file in ["deploy/docker/streams.toml", "streams.toml"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        db_event_writer::config::Config::parse(Path::new(file), &text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // Every metric the alerts and the dashboard query is one the daemon exports.
+    let metrics = std::sync::Arc::new(db_event_writer::metrics::Metrics::new());
+    metrics.reload("applied");
+    // Families appear once they have a series: one stream's handles create them all.
+    metrics
+        .stream("s", db_event_writer::processor::ProcessorKind::Otel)
+        .dead_lettered(db_event_writer::dlq::DlqClass::Decode);
+    let exported = metrics.encode();
+    let names: std::collections::BTreeSet<&str> =
+        exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/db-event-writer.json")).unwrap();
+    let rules = std::fs::read_to_string(&alerts).unwrap();
+    let mut checked = 0;
+    for text in [&dashboard, &rules] {
+        for (at, _) in text.match_indices("db_event_writer_") {
+            let name: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let family = ["_bucket", "_count", "_sum", "_total", "_info"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|base| names.contains(base)))
+                .unwrap_or(&name);
+            assert!(names.contains(family), "{name} is queried but not exported (exported: {names:?})");
+            checked += 1;
+        }
+    }
+    assert!(checked > 15, "only {checked} metric references found");
+}
