@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(60);
-const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/samples/");
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/samples/");
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(format!("{SAMPLES}{name}")).unwrap_or_else(|e| panic!("sample {name}: {e}"))

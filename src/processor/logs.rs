@@ -770,7 +770,7 @@ mod tests {
     use crate::processor::proto::logs::{LogRecord, ResourceLogs, ScopeLogs};
     use chrono::TimeZone;
 
-    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/samples/");
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/samples/");
 
     fn incoming<'a>(subject: &'a str, payload: &'a [u8]) -> Incoming<'a> {
         Incoming {

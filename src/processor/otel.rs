@@ -645,7 +645,7 @@ mod tests {
     fn sample_16_json_span() {
         let payload = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/samples/16_otel.traces__elixir_otel_traces_test_json.json"
+            "/tests/fixtures/samples/16_otel.traces__elixir_otel_traces_test_json.json"
         ))
         .unwrap();
         let rows = decode("otel.traces", &payload).unwrap();
@@ -804,7 +804,7 @@ mod tests {
     fn sample_15_and_derived_arrays() {
         let payload = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/samples/15_otel.metrics__elixir_otel_metrics_test_json.json"
+            "/tests/fixtures/samples/15_otel.metrics__elixir_otel_metrics_test_json.json"
         ))
         .unwrap();
         let r = &metrics_of(decode("otel.metrics", &payload).unwrap())[0];
