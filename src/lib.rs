@@ -295,7 +295,17 @@ async fn reload(
         }
     }
     let stopping: Vec<String> = removed.iter().chain(&changed).cloned().collect();
+    // Series of removed streams (or of a stream's former processor) go; the others keep counting.
+    let gone: Vec<(String, processor::ProcessorKind)> = running
+        .streams
+        .iter()
+        .filter(|(n, (cfg, _, _))| wanted.get(n.as_str()).is_none_or(|w| w.processor != cfg.processor))
+        .map(|(n, (cfg, _, _))| (n.clone(), cfg.processor))
+        .collect();
     running.drain(&stopping).await;
+    for (name, kind) in gone {
+        shared.metrics.forget_stream(&name, kind);
+    }
     for s in next.streams.iter().filter(|s| added.contains(&s.name) || changed.contains(&s.name)) {
         tracing::info!("{}", s.summary());
         running.start(s.clone(), &next_shared);

@@ -234,6 +234,41 @@ impl Metrics {
         }
     }
 
+    /// Drops every series of a stream removed by a reload, so its last lag does not linger on dashboards.
+    pub fn forget_stream(&self, stream: &str, processor: ProcessorKind) {
+        let s = StreamLabels { stream: stream.to_owned(), processor: processor.name().to_owned() };
+        for family in
+            [&self.received, &self.redelivered, &self.acked, &self.naked, &self.terminated, &self.rows_inserted]
+        {
+            family.remove(&s);
+        }
+        for family in [&self.pending, &self.ack_pending, &self.consumer_redelivered] {
+            family.remove(&s);
+        }
+        self.batch_rows.remove(&s);
+        self.latency.remove(&s);
+        for t in processor.tables() {
+            self.rows_committed.remove(&TableLabels {
+                stream: s.stream.clone(),
+                processor: s.processor.clone(),
+                table: (*t).to_owned(),
+            });
+        }
+        for o in ["committed", "retry", "rejected", "failed"] {
+            let l = OutcomeLabels { stream: s.stream.clone(), processor: s.processor.clone(), outcome: o.to_owned() };
+            self.batches.remove(&l);
+            self.batch_seconds.remove(&l);
+        }
+        for class in [DlqClass::Decode, DlqClass::Rejected, DlqClass::MaxDeliver] {
+            let l = ClassLabels {
+                stream: s.stream.clone(),
+                processor: s.processor.clone(),
+                class: class.as_str().to_owned(),
+            };
+            self.dead_lettered.remove(&l);
+        }
+    }
+
     /// Records the breaker's state.
     pub fn set_breaker(&self, state: State) {
         self.breaker_state.set(match state {
@@ -347,5 +382,11 @@ mod tests {
         // A second stream handle for the same stream shares the counters.
         m.stream("telemetry", ProcessorKind::Otel).received.inc();
         assert!(m.encode().contains(r#"messages_received_total{stream="telemetry",processor="otel"} 4"#));
+        // A removed stream leaves no series behind.
+        m.stream("other", ProcessorKind::Logs).received.inc();
+        m.forget_stream("telemetry", ProcessorKind::Otel);
+        let text = m.encode();
+        assert!(!text.contains(r#"stream="telemetry""#), "{text}");
+        assert!(text.contains(r#"messages_received_total{stream="other",processor="logs"} 1"#), "{text}");
     }
 }

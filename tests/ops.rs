@@ -172,6 +172,9 @@ async fn sighup_applies_stream_changes_under_traffic_without_losing_or_doubling(
     let applied = log.lines().filter(|l| l.contains("reload applied")).nth(1).unwrap();
     assert!(applied.contains(&format!("removed=[\"{}\"]", b.name)), "{applied}");
     assert!(applied.contains("restarted=[]") && applied.contains("added=[]"), "{applied}");
+    let (_, m) = http_get(port, "/metrics").await.unwrap();
+    assert!(!m.contains(&format!("stream=\"{}\"", b.name)), "a removed stream's series linger:\n{m}");
+    assert!(m.contains(&format!("stream=\"{}\"", a.name)), "{m}");
 
     // 4. B back: it resumes from its durable consumer where it stopped.
     write(&[a.clone(), b.clone()]);
