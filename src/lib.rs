@@ -314,7 +314,8 @@ async fn reload(
         ?added, ?removed, restarted = ?changed, unchanged = next.streams.len() - added.len() - changed.len(),
         "reload applied"
     );
-    Ok((next, next_shared))
+    // Only the streams changed: the other sections stay as running, so the next reload warns again if they differ.
+    Ok((Config { streams: next.streams, ..current.clone() }, next_shared))
 }
 
 /// Keeps the idempotency ledger bounded: every 10 minutes, forget messages committed longer ago than
