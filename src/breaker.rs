@@ -30,6 +30,17 @@ pub struct Breaker {
     config: BreakerConfig,
 }
 
+impl State {
+    /// `closed`, `open` or `half-open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+        }
+    }
+}
+
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
@@ -112,11 +123,7 @@ impl Breaker {
 
 /// The probe: one connection from the pool answers `SELECT 1` within `limit`.
 pub async fn probe_database(pool: deadpool_postgres::Pool, limit: Duration) -> bool {
-    let attempt = async {
-        let client = pool.get().await.ok()?;
-        client.query_one("SELECT 1", &[]).await.ok()
-    };
-    matches!(tokio::time::timeout(limit, attempt).await, Ok(Some(_)))
+    crate::db::answers(&pool, limit).await == crate::db::Answer::Ok
 }
 
 #[cfg(test)]

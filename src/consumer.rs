@@ -182,7 +182,9 @@ async fn pipeline<P: Processor>(
         breaker: Arc::clone(&shared.breaker),
         metrics: metrics.clone(),
     });
-    let lag = tokio::spawn(refresh_lag(consumer.clone(), metrics, shared.refresh));
+    // Aborted when this function returns or unwinds, so a restarted stream never leaves one behind.
+    let _lag =
+        tokio_util::task::AbortOnDropHandle::new(tokio::spawn(refresh_lag(consumer.clone(), metrics, shared.refresh)));
     let processor = Arc::new(processor);
     let (tx, rx) = mpsc::channel::<RowBatch<P>>(cfg.batches_in_flight);
     // Several writers share the queue: while one batch is inside PostgreSQL the next is encoded and sent. Each
@@ -204,7 +206,6 @@ async fn pipeline<P: Processor>(
             written = Err(StreamError::WriterDied(e.to_string()));
         }
     }
-    lag.abort();
     result.and(written)
 }
 

@@ -107,6 +107,50 @@ pub async fn watch_password(
     }
 }
 
+/// Whether the database answers one `SELECT 1` through `pool` within `limit`: for the breaker's probe, /readyz
+/// and `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// It answered.
+    Ok,
+    /// Every connection is busy with our own writers: it answers, we are just using all of it.
+    Busy,
+    /// It did not answer; why.
+    Down(String),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Ok => f.write_str("ok"),
+            Answer::Busy => f.write_str("busy"),
+            Answer::Down(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Asks the database through `pool` (see [`Answer`]).
+pub async fn answers(pool: &Pool, limit: std::time::Duration) -> Answer {
+    let check = async {
+        let client = pool.get().await?;
+        client.simple_query("SELECT 1").await.map_err(PoolError::Backend)?;
+        Ok::<_, PoolError>(())
+    };
+    match tokio::time::timeout(limit, check).await {
+        Ok(Ok(())) => Answer::Ok,
+        Ok(Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))) => Answer::Busy,
+        Ok(Err(e)) => Answer::Down(format!("unreachable: {e}")),
+        Err(_) => {
+            let s = pool.status();
+            if s.available == 0 && s.size == s.max_size {
+                Answer::Busy
+            } else {
+                Answer::Down(format!("no answer within {limit:?}"))
+            }
+        }
+    }
+}
+
 /// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down.
 pub fn pool(db: &DatabaseConfig) -> Result<Pool, DbSetupError> {
     let manager =

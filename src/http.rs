@@ -11,12 +11,11 @@ use axum::extract::State as AxumState;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use deadpool_postgres::{Pool, PoolError};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Breaker, State};
-use crate::db::SharedPool;
+use crate::db::{self, Answer, SharedPool};
 use crate::metrics::Metrics;
 
 /// What the endpoints look at.
@@ -32,7 +31,7 @@ pub struct Health {
     pub breaker: Arc<Breaker>,
 }
 
-/// `/readyz`'s verdict, also used by `status`.
+/// `/readyz`'s verdict.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Readiness {
     /// All parts ready.
@@ -53,17 +52,13 @@ impl Health {
     pub async fn readiness(&self) -> Readiness {
         let nats_state = self.nats.connection_state();
         let nats_ok = matches!(nats_state, async_nats::connection::State::Connected);
-        let database = database_answers(&self.pool.current()).await;
-        let breaker = match self.breaker.state() {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half-open",
-        };
+        let database = db::answers(&self.pool.current(), DB_CHECK_TIMEOUT).await;
+        let breaker = self.breaker.state();
         Readiness {
-            ready: nats_ok && (database == "ok" || database == "busy") && breaker == "closed",
+            ready: nats_ok && matches!(database, Answer::Ok | Answer::Busy) && breaker == State::Closed,
             nats: if nats_ok { "connected".to_owned() } else { nats_state.to_string() },
-            database,
-            breaker: breaker.to_owned(),
+            database: database.to_string(),
+            breaker: breaker.as_str().to_owned(),
         }
     }
 
@@ -76,22 +71,6 @@ impl Health {
         self.metrics.set_breaker(self.breaker.state());
         let connected = matches!(self.nats.connection_state(), async_nats::connection::State::Connected);
         self.metrics.nats_connected.set(i64::from(connected));
-    }
-}
-
-async fn database_answers(pool: &Pool) -> String {
-    let check = async {
-        let client = pool.get().await?;
-        client.simple_query("SELECT 1").await.map_err(PoolError::Backend)?;
-        Ok::<_, PoolError>(())
-    };
-    match tokio::time::timeout(DB_CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        // Every connection is busy writing: the database answers, we are just using all of it.
-        Ok(Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))) => "busy".to_owned(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(_) if pool.status().available == 0 && pool.status().size == pool.status().max_size => "busy".to_owned(),
-        Err(_) => format!("no answer within {DB_CHECK_TIMEOUT:?}"),
     }
 }
 

@@ -113,16 +113,7 @@ async fn database(config: &Config) -> String {
         Ok(p) => p,
         Err(e) => return format!("unusable: {e}"),
     };
-    let check = async {
-        let client = pool.get().await.map_err(|e| e.to_string())?;
-        client.simple_query("SELECT 1").await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    };
-    let answer = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unreachable: {e}"),
-        Err(_) => format!("no answer within {CHECK_TIMEOUT:?}"),
-    };
+    let answer = crate::db::answers(&pool, CHECK_TIMEOUT).await.to_string();
     pool.close();
     answer
 }
