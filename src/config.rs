@@ -117,6 +117,29 @@ struct RawTls {
     /// Its private key (PEM).
     #[serde(default)]
     key_file: Option<Spanned<String>>,
+    /// Name the server's certificate must carry, when it differs from the host in the URL.
+    #[serde(default)]
+    server_name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDbTls {
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (the default when this section is present).
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
+    /// CA bundle (PEM) that signed the server's certificate; absent: the system roots.
+    #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    /// Client certificate (PEM), for `cert` authentication.
+    #[serde(default)]
+    cert_file: Option<Spanned<String>>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
+    /// Name the server's certificate must carry, when it differs from the host in the URL.
+    #[serde(default)]
+    server_name: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +168,9 @@ struct RawDatabase {
     /// How often `password_file` is re-read.
     #[serde(default)]
     password_check: Option<Spanned<String>>,
+    /// TLS: mode, CA, client certificate.
+    #[serde(default)]
+    tls: Option<Spanned<RawDbTls>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +366,50 @@ pub struct TlsFiles {
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key (mutual TLS).
     pub client: Option<(PathBuf, PathBuf)>,
+    /// Name to verify the server's certificate against instead of the host connected to.
+    pub server_name: Option<String>,
+}
+
+/// PostgreSQL's `sslmode`, as libpq spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate (unless a CA file is given).
+    Prefer,
+    /// TLS always, without checking the certificate (unless a CA file is given, as libpq does).
+    Require,
+    /// TLS, the certificate signed by a trusted CA.
+    VerifyCa,
+    /// TLS, the certificate signed by a trusted CA and naming the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling (`allow` is taken as `prefer`).
+    pub fn parse(text: &str) -> Result<SslMode, String> {
+        Ok(match text {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(format!(
+                    "unknown sslmode {other:?}; use disable, prefer, require, verify-ca or verify-full"
+                ));
+            }
+        })
+    }
+}
+
+/// `[database.tls]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseTls {
+    /// How TLS is used and how much is checked.
+    pub mode: SslMode,
+    /// CA, client certificate, server name.
+    pub files: TlsFiles,
 }
 
 /// `[database]`.
@@ -361,6 +431,8 @@ pub struct DatabaseConfig {
     pub password_file: Option<PathBuf>,
     /// How often the password file is re-read.
     pub password_check: Duration,
+    /// `[database.tls]`; `None`: whatever the URL says (`sslmode=` etc.), else no TLS.
+    pub tls: Option<DatabaseTls>,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -373,6 +445,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("retention", &self.retention)
             .field("ledger_retention", &self.ledger_retention)
             .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -917,6 +990,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             ledger_retention,
             password_file: db.password_file.map(|p| PathBuf::from(p.into_inner())),
             password_check,
+            tls: database_tls(db.tls, at)?,
         },
         daemon: DaemonConfig { shutdown_timeout },
         dlq,
@@ -982,16 +1056,46 @@ fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> 
         None => None,
         Some(t) => {
             let t = t.into_inner();
-            let client = match (&t.cert_file, &t.key_file) {
-                (Some(c), Some(k)) => Some((path(c), path(k))),
-                (None, None) => None,
-                (Some(c), None) => return Err(at.err(c.span(), "nats.tls.cert_file", "needs key_file too")),
-                (None, Some(k)) => return Err(at.err(k.span(), "nats.tls.key_file", "needs cert_file too")),
-            };
-            Some(TlsFiles { ca_file: t.ca_file.as_ref().map(path), client })
+            Some(tls_files(at, "nats.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?)
         }
     };
     Ok(NatsConfig { url: n.url.into_inner(), auth, tls })
+}
+
+/// `ca_file`, `cert_file` + `key_file`, `server_name` of a TLS section.
+fn tls_files(at: &Locator<'_>, section: &str, keys: [&Option<Spanned<String>>; 4]) -> Result<TlsFiles, ConfigError> {
+    let [ca_file, cert_file, key_file, server_name] = keys;
+    let path = |v: &Spanned<String>| PathBuf::from(v.get_ref());
+    let client = match (cert_file, key_file) {
+        (Some(c), Some(k)) => Some((path(c), path(k))),
+        (None, None) => None,
+        (Some(c), None) => return Err(at.err(c.span(), format!("{section}.cert_file"), "needs key_file too")),
+        (None, Some(k)) => return Err(at.err(k.span(), format!("{section}.key_file"), "needs cert_file too")),
+    };
+    if let Some(name) = server_name {
+        rustls::pki_types::ServerName::try_from(name.get_ref().as_str())
+            .map_err(|e| at.err(name.span(), format!("{section}.server_name"), e.to_string()))?;
+    }
+    Ok(TlsFiles {
+        ca_file: ca_file.as_ref().map(path),
+        client,
+        server_name: server_name.as_ref().map(|n| n.get_ref().clone()),
+    })
+}
+
+fn database_tls(raw: Option<Spanned<RawDbTls>>, at: &Locator<'_>) -> Result<Option<DatabaseTls>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let span = raw.span();
+    let t = raw.into_inner();
+    let files = tls_files(at, "database.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?;
+    let mode = match &t.mode {
+        Some(m) => SslMode::parse(m.get_ref()).map_err(|e| at.err(m.span(), "database.tls.mode", e))?,
+        None => SslMode::VerifyFull,
+    };
+    if mode == SslMode::Disable && files != TlsFiles::default() {
+        return Err(at.err(span, "database.tls.mode", "is disable, yet files or a server name are set"));
+    }
+    Ok(Some(DatabaseTls { mode, files }))
 }
 
 fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
@@ -1193,7 +1297,33 @@ processor = "telemetry"
         assert!(e.starts_with("streams.toml:5: nats.tls.cert_file: needs key_file"), "{e}");
         let config = parse(&with("token_file = \"/run/secrets/t\"\n[nats.tls]\nca_file = \"/ca.pem\"")).unwrap();
         assert_eq!(config.nats.auth, NatsAuth::Token(Secret::File("/run/secrets/t".into())));
-        assert_eq!(config.nats.tls, Some(TlsFiles { ca_file: Some("/ca.pem".into()), client: None }));
+        assert_eq!(
+            config.nats.tls,
+            Some(TlsFiles { ca_file: Some("/ca.pem".into()), client: None, server_name: None })
+        );
+    }
+
+    #[test]
+    fn database_tls_defaults_to_verify_full_and_rejects_nonsense() {
+        let with = |extra: &str| {
+            MINIMAL.replacen("/serviceradar\"\n", &format!("/serviceradar\"\n[database.tls]\n{extra}"), 1)
+        };
+        let config = parse(&with("ca_file = \"/ca.pem\"\nserver_name = \"db.internal\"\n")).unwrap();
+        let files = TlsFiles { ca_file: Some("/ca.pem".into()), client: None, server_name: Some("db.internal".into()) };
+        assert_eq!(config.database.tls, Some(DatabaseTls { mode: SslMode::VerifyFull, files }));
+        let config = parse(&with("mode = \"require\"\n")).unwrap();
+        assert_eq!(config.database.tls.unwrap().mode, SslMode::Require);
+        let e = error_text(&with("mode = \"verify-everything\"\n"));
+        assert!(e.starts_with("streams.toml:8: database.tls.mode: unknown sslmode \"verify-everything\""), "{e}");
+        let e = error_text(&with("mode = \"disable\"\nca_file = \"/ca.pem\"\n"));
+        assert!(e.contains("database.tls.mode: is disable, yet files"), "{e}");
+        let e = error_text(&with("key_file = \"/k.pem\"\n"));
+        assert!(e.starts_with("streams.toml:8: database.tls.key_file: needs cert_file"), "{e}");
+        let e = error_text(&with("server_name = \"not a name\"\n"));
+        assert!(e.starts_with("streams.toml:8: database.tls.server_name:"), "{e}");
+        let e = error_text(&with("sslmode = \"require\"\n"));
+        assert!(e.starts_with("streams.toml:8: database.tls.sslmode: unknown field"), "{e}");
+        assert_eq!(parse(MINIMAL).unwrap().database.tls, None);
     }
 
     #[test]

@@ -145,22 +145,12 @@ pub fn options(nats: &NatsConfig) -> Result<ConnectOptions, NatsError> {
         }
     };
     if let Some(tls) = &nats.tls {
-        options = options.require_tls(true);
-        if let Some(ca) = &tls.ca_file {
-            check_readable(ca, "tls.ca_file")?;
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &tls.client {
-            check_readable(cert, "tls.cert_file")?;
-            check_readable(key, "tls.key_file")?;
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
+        // Our own rustls config, so that `server_name` can replace the URL's host in the certificate check and
+        // errors name the key of the file that is wrong.
+        let config = crate::tls::client_config(tls, crate::tls::Verify::Full, "nats.tls").map_err(NatsError::Setup)?;
+        options = options.require_tls(true).tls_client_config(config);
     }
     Ok(options)
-}
-
-fn check_readable(path: &std::path::Path, key: &str) -> Result<(), NatsError> {
-    std::fs::File::open(path).map(drop).map_err(|e| NatsError::Setup(format!("{key} {}: {e}", path.display())))
 }
 
 /// One connection attempt (for the CLI's commands), failing fast instead of retrying.

@@ -105,6 +105,8 @@ struct Cnpg {
     #[serde(default)]
     ssl_mode: String,
     #[serde(default)]
+    cert_dir: String,
+    #[serde(default)]
     max_connections: i64,
     #[serde(default)]
     runtime_params: BTreeMap<String, String>,
@@ -241,11 +243,7 @@ pub fn convert(json: &str) -> Result<String, String> {
             nats.push_str(&format!("key_file = {}\n", quote(&join_dir(&sec.cert_dir, key))));
         }
         if !sec.server_name.is_empty() {
-            notes.push(format!(
-                "nats_security.server_name {:?}: the server certificate is checked against the host of [nats] url; \
-                 use that name in the URL",
-                sec.server_name
-            ));
+            nats.push_str(&format!("server_name = {}\n", quote(&sec.server_name)));
         }
     } else if let Some(sec) = &legacy.nats_security
         && sec.mode == "spiffe"
@@ -274,12 +272,28 @@ pub fn convert(json: &str) -> Result<String, String> {
     if !cnpg.password.is_empty() {
         notes.push("the database password is in [database] url; prefer DATABASE_URL from a secret".to_owned());
     }
-    let ssl_mode = if cnpg.ssl_mode.is_empty() && cnpg.tls.is_some() { "verify-full" } else { cnpg.ssl_mode.as_str() };
-    if !ssl_mode.is_empty() && ssl_mode != "disable" {
-        notes.push(format!(
-            "cnpg.ssl_mode {ssl_mode:?}: PostgreSQL TLS is not supported by this version yet; the database must be \
-             reachable without TLS (or through a local TLS proxy)"
-        ));
+    // The Go writer: verify-full when tls is set and ssl_mode is not, disable when neither; tls with disable is an
+    // error; relative paths are joined to cert_dir.
+    let ssl_mode = match (cnpg.ssl_mode.as_str(), &cnpg.tls) {
+        ("", Some(_)) => "verify-full",
+        ("", None) => "disable",
+        (mode, _) => mode,
+    };
+    crate::config::SslMode::parse(ssl_mode).map_err(|e| format!("cnpg.ssl_mode: {e}"))?;
+    if ssl_mode == "disable" && cnpg.tls.is_some() {
+        return Err("cnpg.ssl_mode \"disable\" with cnpg.tls set (the Go writer refuses it too)".to_owned());
+    }
+    if ssl_mode != "disable" {
+        database.push_str(&format!("\n[database.tls]\nmode = {}\n", quote(ssl_mode)));
+        if let Some(tls) = &cnpg.tls {
+            if !tls.ca_file.is_empty() {
+                database.push_str(&format!("ca_file = {}\n", quote(&join_dir(&cnpg.cert_dir, &tls.ca_file))));
+            }
+            if !tls.cert_file.is_empty() && !tls.key_file.is_empty() {
+                database.push_str(&format!("cert_file = {}\n", quote(&join_dir(&cnpg.cert_dir, &tls.cert_file))));
+                database.push_str(&format!("key_file = {}\n", quote(&join_dir(&cnpg.cert_dir, &tls.key_file))));
+            }
+        }
     }
     if !legacy.listen_addr.is_empty() {
         notes.push(format!(
@@ -402,7 +416,7 @@ mod tests {
         );
         assert!(config.streams.iter().all(|s| s.jetstream == "events"));
         // What has no equivalent is said, not dropped.
-        assert!(text.contains("server_name \"nats\""), "{text}");
+        assert_eq!(tls.server_name.as_deref(), Some("nats"));
         assert!(text.contains("listen_addr"), "{text}");
         assert!(text.contains("consumer \"db-event-writer\" is not reused"), "{text}");
     }
@@ -419,7 +433,24 @@ mod tests {
         assert!(convert("[1]").unwrap_err().contains("not the Go writer's JSON"));
         let no_db = r#"{"nats_url":"nats://n","stream_name":"s","consumer_name":"c","subject":"a","table":"logs"}"#;
         assert!(convert(no_db).unwrap_err().contains("cnpg.host"));
-        let tls_db = one.replace(r#""database":"d""#, r#""database":"d","ssl_mode":"verify-full""#);
-        assert!(convert(&tls_db).unwrap().contains("PostgreSQL TLS is not supported"));
+        let tls_db = one.replace(
+            r#""database":"d""#,
+            r#""database":"d","cert_dir":"/certs","tls":{"ca_file":"root.pem","cert_file":"c.pem","key_file":"/k.pem"}"#,
+        );
+        let config = Config::parse(Path::new("x.toml"), &convert(&tls_db).unwrap()).unwrap();
+        let files = crate::config::TlsFiles {
+            ca_file: Some("/certs/root.pem".into()),
+            client: Some(("/certs/c.pem".into(), "/k.pem".into())),
+            server_name: None,
+        };
+        assert_eq!(
+            config.database.tls,
+            Some(crate::config::DatabaseTls { mode: crate::config::SslMode::VerifyFull, files })
+        );
+        let refused = tls_db.replace(r#""cert_dir""#, r#""ssl_mode":"disable","cert_dir""#);
+        assert!(convert(&refused).unwrap_err().contains("disable"));
+        let required = one.replace(r#""database":"d""#, r#""database":"d","ssl_mode":"require""#);
+        let config = Config::parse(Path::new("x.toml"), &convert(&required).unwrap()).unwrap();
+        assert_eq!(config.database.tls.unwrap().mode, crate::config::SslMode::Require);
     }
 }

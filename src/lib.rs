@@ -13,6 +13,7 @@
 //! - [`processor`]: the closed set of processors (decode a message into rows; write rows).
 //! - [`jetstream`]: NATS connection, server checks, stream and durable consumer set-up.
 //! - [`db`]: the shared pool and the class of each database error.
+//! - [`tls`]: rustls client configs for NATS and PostgreSQL (CA, client certificate, how much is verified).
 //! - [`metrics`], [`http`]: Prometheus metrics; /metrics, /healthz and /readyz.
 //! - [`legacy`]: `import-legacy`, the Go writer's JSON config → streams.toml.
 //! - [`status`]: the `status` command's report.
@@ -32,6 +33,7 @@ pub mod migrate;
 pub mod processor;
 pub mod status;
 pub mod supervisor;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -46,7 +46,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Setup(#[from] DbSetupError),
     /// The database failed a statement.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::db::describe(source))]
     Sql {
         /// What was being done.
         context: String,
@@ -87,7 +87,8 @@ fn sql_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> 
 
 /// Connects (one connection, not the pool) and migrates.
 pub async fn migrate(db: &DatabaseConfig) -> Result<MigrateReport, MigrateError> {
-    let (client, connection) = pg_config(db)?.connect(tokio_postgres::NoTls).await.map_err(sql_err("connect"))?;
+    let (pg, tls) = pg_config(db)?;
+    let (client, connection) = pg.connect(tls).await.map_err(sql_err("connect"))?;
     let conn = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "migration connection ended with an error");

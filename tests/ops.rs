@@ -358,6 +358,13 @@ async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refu
     wait_until(LIMIT, "50 rows over mutual TLS", || async { db.count("timeseries_metrics").await == 50 }).await;
     let (code, status, err) = run_cli(&["status", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{status}{err}");
+    // The certificate is checked against server_name instead of the URL's host when it is set.
+    let named = write_config(
+        "named.toml",
+        nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &password_file) + "server_name = \"localhost\"\n",
+    );
+    let (code, out, err) = run_cli(&["status", "--config", named.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, valid, err) = run_cli(&["validate", "--config", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     daemon.signal("TERM");
@@ -378,6 +385,12 @@ async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refu
             "",
         ),
         ("wrong password", nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &wrong_pw), "authorization"),
+        (
+            "server_name the certificate does not carry",
+            nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &password_file)
+                + "server_name = \"nats.elsewhere\"\n",
+            "not valid for name \"nats.elsewhere\"",
+        ),
         (
             "missing password file",
             nats_section(&pki.ca, &pki.client_cert, &pki.client_key, &dir.path().join("absent")),
@@ -403,6 +416,248 @@ async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refu
     assert!((1..=6).contains(&attempts), "{attempts} attempts in 4 s:\n{log}");
     assert!(log.to_ascii_lowercase().contains("authorization"), "{log}");
     daemon.signal("TERM");
+}
+
+/// base64url without padding, as JWTs use it.
+fn b64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A NATS JWT (decentralised auth) for `subject`, issued and signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let header = b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": unique("jti").to_ascii_uppercase(), "iat": 1_700_000_000, "iss": issuer.public_key(),
+        "name": name, "sub": subject, "nats": nats,
+    });
+    let body = b64url(claims.to_string().as_bytes());
+    let signature = issuer.sign(format!("{header}.{body}").as_bytes()).unwrap();
+    format!("{header}.{body}.{}", b64url(&signature))
+}
+
+fn creds_file(user_jwt: &str, user: &nkeys::KeyPair) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+        user.seed().unwrap()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_and_credentials_file_accounts_authenticate_and_strangers_are_refused() {
+    let db = TestDb::create().await;
+    let dir = TempDir::new("nkey");
+    let first = TestStream::telemetry(&unique("nkey"));
+    migrate(&common::config("nats://unused", &db.url, std::slice::from_ref(&first))).await;
+    let with_auth = |name: &str, url: &str, stream: &TestStream, auth: String| {
+        let text = config_text(url, &db.url, std::slice::from_ref(stream));
+        let path = dir.path().join(name);
+        std::fs::write(&path, text.replacen("\n\n[database]", &format!("\n{auth}\n\n[database]"), 1)).unwrap();
+        path
+    };
+    let write_secret = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    // Runs the daemon with `config` until `stream` has `rows` more rows, then stops it.
+    let run_until = |config: std::path::PathBuf, rows: i64| {
+        let db = &db;
+        async move {
+            let daemon = Daemon::spawn(&config, config.with_extension("log"));
+            wait_until(LIMIT, "rows through an authenticated connection", || async {
+                db.count("timeseries_metrics").await == rows
+            })
+            .await;
+            daemon.signal("TERM");
+            let mut daemon = daemon;
+            assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{}", daemon.log_text());
+        }
+    };
+    let refused = |config: &Path| {
+        let (code, out, err) = run_cli(&["status", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 1, "{out}{err}");
+        let line = out.lines().next().unwrap_or_default().to_ascii_lowercase();
+        assert!(line.contains("unreachable") && line.contains("authorization"), "{out}{err}");
+    };
+
+    // An nkey user.
+    let user = nkeys::KeyPair::new_user();
+    let nats =
+        NatsServer::start_with(&format!("authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n", user.public_key()));
+    let client = async_nats::ConnectOptions::with_nkey(user.seed().unwrap()).connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    create_stream(&js, &first).await;
+    publish_all(&js, (0..20).map(|i| (first.subject("h"), metric(i)))).await;
+    let seed = write_secret("user.nk", &user.seed().unwrap());
+    run_until(with_auth("nkey.toml", &nats.url, &first, format!("nkey_seed_file = \"{seed}\"")), 20).await;
+    let stranger = write_secret("stranger.nk", &nkeys::KeyPair::new_user().seed().unwrap());
+    refused(&with_auth("stranger.toml", &nats.url, &first, format!("nkey_seed_file = \"{stranger}\"")));
+    drop(nats);
+
+    // Decentralised auth: operator → account (JetStream enabled) → user, the user's JWT and seed in a .creds file.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1,
+        "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+    });
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "events",
+        serde_json::json!({"limits": unlimited, "default_permissions": {"pub": {}, "sub": {}}, "type": "account", "version": 2}),
+    );
+    let user_claims =
+        serde_json::json!({"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2});
+    let user = nkeys::KeyPair::new_user();
+    let user_jwt = nats_jwt(&account, &user.public_key(), "db-event-writer", user_claims.clone());
+    // JetStream needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt =
+        nats_jwt(&operator, &system.public_key(), "SYS", serde_json::json!({"type": "account", "version": 2}));
+    let nats = NatsServer::start_with(&format!(
+        "operator: \"{operator_jwt}\"\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{ {}: \"{account_jwt}\", {}: \"{system_jwt}\" }}\n",
+        system.public_key(),
+        account.public_key(),
+        system.public_key()
+    ));
+    let creds = creds_file(&user_jwt, &user);
+    let client = async_nats::ConnectOptions::with_credentials(&creds).unwrap().connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let second = TestStream::telemetry(&unique("creds"));
+    create_stream(&js, &second).await;
+    publish_all(&js, (20..50).map(|i| (second.subject("h"), metric(i)))).await;
+    let path = write_secret("user.creds", &creds);
+    run_until(with_auth("creds.toml", &nats.url, &second, format!("creds_file = \"{path}\"")), 50).await;
+    // A user of an account the server does not know.
+    let other_account = nkeys::KeyPair::new_account();
+    let stranger = nkeys::KeyPair::new_user();
+    let stranger_jwt = nats_jwt(&other_account, &stranger.public_key(), "stranger", user_claims);
+    let path = write_secret("stranger.creds", &creds_file(&stranger_jwt, &stranger));
+    refused(&with_auth("stranger-creds.toml", &nats.url, &second, format!("creds_file = \"{path}\"")));
+    let log = std::fs::read_to_string(dir.path().join("creds.log")).unwrap_or_default();
+    assert!(!log.contains(&user.seed().unwrap()), "a seed reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_modes_check_what_they_promise_and_a_client_certificate_authenticates() {
+    let certs = TempDir::new("pgtls_certs");
+    let pki = Pki::generate(certs.path(), "pg");
+    let other = Pki::generate(certs.path(), "other");
+    // The server's certificate names db.internal only, so connecting to 127.0.0.1 tells verify-ca from verify-full.
+    let (server_cert, server_key) = pki.issue("db", &["db.internal"], "db.internal");
+    let (user_cert, user_key) = pki.issue("certuser", &["certuser"], "certuser");
+    let pg = TlsPostgres::start(&server_cert, &server_key, &pki.ca);
+    let admin = pg.admin("postgres").await;
+    admin.batch_execute("CREATE ROLE certuser LOGIN").await.unwrap();
+    admin.batch_execute("CREATE DATABASE events OWNER certuser").await.unwrap();
+    let nats = NatsServer::start();
+    let stream = TestStream::telemetry(&unique("pgtls"));
+    let url = |user: &str, query: &str| format!("postgres://{user}@127.0.0.1:{}/events{query}", pg.port);
+    let tls = |mode: &str, ca: &Path, rest: &str| {
+        format!("\n[database.tls]\nmode = \"{mode}\"\nca_file = \"{}\"\n{rest}", ca.display())
+    };
+    let client_cert =
+        |cert: &Path, key: &Path| format!("cert_file = \"{}\"\nkey_file = \"{}\"\n", cert.display(), key.display());
+    let write = |name: &str, db_url: &str, tls_section: &str| {
+        let text = config_text(&nats.url, db_url, std::slice::from_ref(&stream));
+        let text = text.replacen("pool_size = 4\n", &format!("pool_size = 4\n{tls_section}\n"), 1);
+        let path = certs.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let database_line = |path: &Path| {
+        let (_, out, err) = run_cli(&["status", "--config", path.to_str().unwrap()]);
+        out.lines().find(|l| l.starts_with("database ")).map(str::to_owned).unwrap_or_else(|| format!("{out}{err}"))
+    };
+
+    // verify-full against server_name, authenticated by a client certificate alone: migrate, then rows flow.
+    let good_tls =
+        tls("verify-full", &pki.ca, &format!("server_name = \"db.internal\"\n{}", client_cert(&user_cert, &user_key)));
+    let good = write("good.toml", &url("certuser", ""), &good_tls);
+    let (code, out, err) = run_cli(&["migrate", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "migrate over TLS: {out}{err}");
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    publish_all(&js, (0..50).map(|i| (stream.subject("h"), metric(i)))).await;
+    let daemon = Daemon::spawn(&good, certs.path().join("daemon.log"));
+    let events = pg.admin("events").await;
+    let count = || async {
+        events
+            .query_one("SELECT count(*) FROM platform.timeseries_metrics", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    wait_until(LIMIT, "50 rows over TLS", || async { count().await == 50 }).await;
+    wait_drained(&js, &stream, LIMIT).await;
+    // The server's own view: every connection of the daemon is encrypted and carries the client certificate.
+    let rows = events
+        .query(
+            "SELECT s.ssl, coalesce(s.client_dn, '') FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'db-event-writer'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "no connection of the daemon is open");
+    for row in &rows {
+        assert!(row.get::<_, bool>(0), "a daemon connection without TLS");
+        assert_eq!(row.get::<_, String>(1), "/CN=certuser");
+    }
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{}", daemon.log_text());
+    assert!(database_line(&good).ends_with(": ok"), "{}", database_line(&good));
+
+    // What each mode accepts and refuses, through `status` (the same pool the daemon uses).
+    let cases = [
+        ("plain TCP", url("postgres", ""), String::new(), "no encryption"),
+        ("verify-full, the name differs", url("postgres", ""), tls("verify-full", &pki.ca, ""), "not valid for name"),
+        ("verify-ca, the name differs", url("postgres", ""), tls("verify-ca", &pki.ca, ""), ""),
+        ("verify-ca, another CA", url("postgres", ""), tls("verify-ca", &other.ca, ""), "unknownissuer"),
+        ("require with a CA file checks it", url("postgres", ""), tls("require", &other.ca, ""), "unknownissuer"),
+        ("require without a CA", url("postgres", ""), "\n[database.tls]\nmode = \"require\"\n".into(), ""),
+        (
+            "libpq parameters in the URL",
+            url("postgres", &format!("?sslmode=verify-ca&sslrootcert={}", pki.ca.display())),
+            String::new(),
+            "",
+        ),
+        ("cert auth without a certificate", url("certuser", ""), tls("verify-ca", &pki.ca, ""), "certificate"),
+        (
+            "cert auth with another CA's certificate",
+            url("certuser", ""),
+            tls("verify-ca", &pki.ca, &client_cert(&other.client_cert, &other.client_key)),
+            "unknownca",
+        ),
+    ];
+    for (i, (case, db_url, section, expect)) in cases.into_iter().enumerate() {
+        let line = database_line(&write(&format!("case{i}.toml"), &db_url, &section));
+        let accepted = line.ends_with(": ok");
+        if expect.is_empty() {
+            assert!(accepted, "{case}: {line}");
+        } else {
+            assert!(!accepted && line.contains(": unreachable"), "{case}: {line}");
+            assert!(line.to_ascii_lowercase().contains(expect), "{case}: expected {expect:?} in {line}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,11 +87,14 @@ impl NatsServer {
             .arg("-c")
             .arg(self.store.path().join("nats.conf"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.store.path().join("nats.log")).unwrap())
             .spawn()
             .expect("start nats-server");
         self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(15));
+        if !port_opens(self.port, Duration::from_secs(15)) {
+            let log = std::fs::read_to_string(self.store.path().join("nats.log")).unwrap_or_default();
+            panic!("nats-server did not listen on {} within 15 s:\n{log}", self.port);
+        }
     }
 
     /// Kills the server and starts it again on the same port with the same store (a NATS outage).
@@ -122,12 +125,16 @@ impl Drop for NatsServer {
     }
 }
 
-fn wait_for_port(port: u16, limit: Duration) {
+/// True once something accepts connections on `port`, false after `limit`.
+fn port_opens(port: u16, limit: Duration) -> bool {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < limit, "nothing listening on port {port} after {limit:?}");
+        if start.elapsed() > limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// The PostgreSQL server tests use: `TEST_DATABASE_URL` (an admin connection), default the local one.
@@ -537,16 +544,14 @@ pub struct Pki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    dir: PathBuf,
+    name: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl Pki {
     pub fn generate(dir: &Path, name: &str) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-        let write = |file: &str, text: String| {
-            let path = dir.join(format!("{name}-{file}"));
-            std::fs::write(&path, text).unwrap();
-            path
-        };
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -554,21 +559,117 @@ impl Pki {
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         ca_params.distinguished_name.push(rcgen::DnType::CommonName, format!("{name} test CA"));
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let leaf = |sans: Vec<String>| {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &issuer).unwrap();
-            (cert.pem(), key.serialize_pem())
+        let ca = dir.join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, ca_cert.pem()).unwrap();
+        let mut pki = Pki {
+            ca,
+            server_cert: PathBuf::new(),
+            server_key: PathBuf::new(),
+            client_cert: PathBuf::new(),
+            client_key: PathBuf::new(),
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            issuer: Issuer::new(ca_params, ca_key),
         };
-        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-        let (client_cert, client_key) = leaf(vec!["db-event-writer".into()]);
-        Pki {
-            ca: write("ca.pem", ca_cert.pem()),
-            server_cert: write("server.pem", server_cert),
-            server_key: write("server-key.pem", server_key),
-            client_cert: write("client.pem", client_cert),
-            client_key: write("client-key.pem", client_key),
+        (pki.server_cert, pki.server_key) = pki.issue("server", &["127.0.0.1", "localhost"], "localhost");
+        (pki.client_cert, pki.client_key) = pki.issue("client", &["db-event-writer"], "db-event-writer");
+        pki
+    }
+
+    /// A certificate signed by this CA for `sans`, with `common_name` (PostgreSQL's `cert` authentication
+    /// matches it to the user): (certificate, key) PEM files.
+    pub fn issue(&self, stem: &str, sans: &[&str], common_name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (
+            self.dir.join(format!("{}-{stem}.pem", self.name)),
+            self.dir.join(format!("{}-{stem}-key.pem", self.name)),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (initdb as the `postgres` user) with `ssl = on`: TLS-only over TCP
+/// (plain TCP is rejected), `cert` authentication for the role `certuser`, trust for the others; the test's
+/// own client uses the Unix socket. Stopped and removed on drop.
+pub struct TlsPostgres {
+    pub port: u16,
+    dir: TempDir,
+    bin: PathBuf,
+}
+
+impl TlsPostgres {
+    pub fn start(server_cert: &Path, server_key: &Path, ca: &Path) -> TlsPostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries under /usr/lib/postgresql (make test installs them)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = TempDir::new("pgtls");
+        let data = dir.path().join("data");
+        let as_postgres = |program: &str, args: &[&str]| {
+            let out = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join(program))
+                .args(args)
+                .output()
+                .expect("runuser");
+            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let chown = |path: &Path| {
+            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
+            assert!(ok, "chown {}", path.display());
+        };
+        chown(dir.path());
+        as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
+        for (from, to) in [(server_cert, "server.crt"), (server_key, "server.key"), (ca, "root.crt")] {
+            std::fs::copy(from, data.join(to)).unwrap();
         }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let port = free_port();
+        let conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\n\
+             ssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\nfsync = off\n\
+             max_connections = 30\n",
+            dir.path().display()
+        );
+        let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        text.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), text).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        chown(dir.path());
+        let log = dir.path().join("server.log");
+        as_postgres("pg_ctl", &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "30", "start"]);
+        TlsPostgres { port, dir, bin }
+    }
+
+    /// A superuser connection over the Unix socket.
+    pub async fn admin(&self, db: &str) -> tokio_postgres::Client {
+        let url = format!("host={} port={} user=postgres dbname={db}", self.dir.path().display(), self.port);
+        connect(&url).await
+    }
+}
+
+impl Drop for TlsPostgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 
