@@ -69,6 +69,9 @@ struct RawConfig {
     /// Log format and level.
     #[serde(default)]
     log: RawLog,
+    /// OpenTelemetry traces of our own batches.
+    #[serde(default)]
+    otel: Option<Spanned<RawOtel>>,
     /// One pipeline per `[[stream]]`.
     #[serde(default)]
     stream: Vec<Spanned<RawStream>>,
@@ -233,6 +236,32 @@ struct RawLog {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawOtel {
+    /// Collector URL: `http://host:4318` (OTLP/HTTP; `/v1/traces` is added when no path is given) or, with
+    /// `protocol = "grpc"`, `http://host:4317`; `https://` for TLS.
+    endpoint: Spanned<String>,
+    /// `http/protobuf` (the default) or `grpc`.
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    /// `service.name` of the spans.
+    #[serde(default)]
+    service_name: Option<Spanned<String>>,
+    /// Extra request headers (e.g. an authorization token); values are never printed.
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+    /// Upper bound on one export request.
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    /// How often queued spans are sent.
+    #[serde(default)]
+    export_interval: Option<Spanned<String>>,
+    /// TLS for `https://` endpoints: CA, client certificate, server name.
+    #[serde(default)]
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawStream {
     name: Spanned<String>,
     jetstream: Spanned<String>,
@@ -282,6 +311,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Logging.
     pub log: LogConfig,
+    /// OpenTelemetry trace export; `None`: off.
+    pub otel: Option<OtelConfig>,
     /// One entry per `[[stream]]`, in file order.
     pub streams: Vec<StreamConfig>,
 }
@@ -521,6 +552,58 @@ pub struct LogConfig {
 impl LogConfig {
     /// async-nats logs every reconnect attempt at info; its warnings are enough.
     pub const DEFAULT_LEVEL: &str = "info,async_nats=warn";
+}
+
+/// OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtelProtocol {
+    /// OTLP/HTTP with protobuf bodies (POST `/v1/traces`).
+    HttpProtobuf,
+    /// OTLP/gRPC (`TraceService/Export` over HTTP/2).
+    Grpc,
+}
+
+/// `[otel]`: where our own spans go.
+#[derive(Clone, PartialEq)]
+pub struct OtelConfig {
+    /// The collector's URL, with the path requests go to (`/v1/traces` added for OTLP/HTTP when none is given).
+    pub endpoint: http::Uri,
+    /// HTTP/protobuf or gRPC.
+    pub protocol: OtelProtocol,
+    /// `service.name` resource attribute.
+    pub service_name: String,
+    /// Extra request headers (values may be secrets).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Upper bound on one export request.
+    pub timeout: Duration,
+    /// How often queued spans are sent.
+    pub export_interval: Duration,
+    /// TLS settings for `https://`.
+    pub tls: TlsFiles,
+}
+
+impl fmt::Debug for OtelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("OtelConfig")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field("service_name", &self.service_name)
+            .field("headers", &header_names)
+            .field("timeout", &self.timeout)
+            .field("export_interval", &self.export_interval)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl OtelConfig {
+    /// The OpenTelemetry SDKs' export timeout.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The SDKs' batch span processor delay.
+    pub const DEFAULT_EXPORT_INTERVAL: Duration = Duration::from_secs(5);
+    /// The service name spans carry unless told otherwise.
+    pub const DEFAULT_SERVICE_NAME: &str = "db-event-writer";
 }
 
 impl Default for LogConfig {
@@ -866,6 +949,11 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         },
     };
 
+    let otel = match raw.otel {
+        Some(o) => Some(otel_config(o.into_inner(), at)?),
+        None => None,
+    };
+
     if raw.stream.is_empty() {
         return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
     }
@@ -997,7 +1085,74 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         breaker,
         http,
         log,
+        otel,
         streams,
+    })
+}
+
+fn otel_config(o: RawOtel, at: &Locator<'_>) -> Result<OtelConfig, ConfigError> {
+    let protocol = match o.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None | Some((_, "http/protobuf")) => OtelProtocol::HttpProtobuf,
+        Some((_, "grpc")) => OtelProtocol::Grpc,
+        Some((p, other)) => {
+            return Err(at.err(
+                p.span(),
+                "otel.protocol",
+                format!("{other:?}: expected \"http/protobuf\" or \"grpc\""),
+            ));
+        }
+    };
+    let bad = |why: &str| at.err(o.endpoint.span(), "otel.endpoint", format!("{:?}: {why}", o.endpoint.get_ref()));
+    let uri: http::Uri = o.endpoint.get_ref().trim().parse().map_err(|_| bad("not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https")) => s.to_owned(),
+        _ => return Err(bad("must start with http:// or https://")),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("has no host"))?;
+    let port = uri.port_u16().unwrap_or(match protocol {
+        OtelProtocol::HttpProtobuf => 4318,
+        OtelProtocol::Grpc => 4317,
+    });
+    let path = match (protocol, uri.path()) {
+        (OtelProtocol::Grpc, "" | "/") => "/opentelemetry.proto.collector.trace.v1.TraceService/Export".to_owned(),
+        (OtelProtocol::Grpc, _) => return Err(bad("a gRPC endpoint has no path")),
+        (OtelProtocol::HttpProtobuf, "" | "/") => "/v1/traces".to_owned(),
+        (OtelProtocol::HttpProtobuf, p) => p.to_owned(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    let endpoint: http::Uri = format!("{scheme}://{host}:{port}{path}").parse().map_err(|_| bad("not a URL"))?;
+    let mut headers = Vec::with_capacity(o.headers.len());
+    for (name, value) in &o.headers {
+        let key = format!("otel.headers.{name}");
+        let name = http::HeaderName::try_from(name.as_str())
+            .map_err(|_| at.err(value.span(), key.clone(), "not an HTTP header name"))?;
+        let mut value = http::HeaderValue::try_from(value.get_ref().as_str())
+            .map_err(|_| at.err(value.span(), key, "not a valid HTTP header value"))?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    let tls = match o.tls {
+        Some(t) => {
+            let t = t.into_inner();
+            tls_files(at, "otel.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?
+        }
+        None => TlsFiles::default(),
+    };
+    Ok(OtelConfig {
+        endpoint,
+        protocol,
+        service_name: match &o.service_name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return Err(at.err(n.span(), "otel.service_name", "must not be empty"));
+            }
+            Some(n) => n.get_ref().clone(),
+            None => OtelConfig::DEFAULT_SERVICE_NAME.to_owned(),
+        },
+        headers,
+        timeout: opt_duration(at, o.timeout.as_ref(), "otel.timeout")?.unwrap_or(OtelConfig::DEFAULT_TIMEOUT),
+        export_interval: opt_duration(at, o.export_interval.as_ref(), "otel.export_interval")?
+            .unwrap_or(OtelConfig::DEFAULT_EXPORT_INTERVAL),
+        tls,
     })
 }
 
@@ -1324,6 +1479,45 @@ processor = "telemetry"
         let e = error_text(&with("sslmode = \"require\"\n"));
         assert!(e.starts_with("streams.toml:8: database.tls.sslmode: unknown field"), "{e}");
         assert_eq!(parse(MINIMAL).unwrap().database.tls, None);
+    }
+
+    #[test]
+    fn otel_endpoint_gets_its_default_port_and_path_and_headers_stay_secret() {
+        let with = |extra: &str| format!("[otel]\n{extra}\n{MINIMAL}");
+        let config =
+            parse(&with("endpoint = \"http://collector\"\nheaders = { authorization = \"Bearer s3cret\" }")).unwrap();
+        let otel = config.otel.unwrap();
+        assert_eq!(otel.endpoint.to_string(), "http://collector:4318/v1/traces");
+        assert_eq!((otel.protocol, otel.service_name.as_str()), (OtelProtocol::HttpProtobuf, "db-event-writer"));
+        assert!(!format!("{otel:?}").contains("s3cret"), "{otel:?}");
+        let otel = parse(&with("endpoint = \"https://c.example:443/otlp/v1/traces\"")).unwrap().otel.unwrap();
+        assert_eq!(otel.endpoint.to_string(), "https://c.example:443/otlp/v1/traces");
+        let otel = parse(&with("endpoint = \"http://[::1]\"\nprotocol = \"grpc\"")).unwrap().otel.unwrap();
+        assert_eq!(
+            otel.endpoint.to_string(),
+            "http://[::1]:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        for (extra, expect) in [
+            (
+                "endpoint = \"collector:4318\"",
+                "streams.toml:2: otel.endpoint: \"collector:4318\": must start with http",
+            ),
+            ("endpoint = \"http://c\"\nprotocol = \"thrift\"", "streams.toml:3: otel.protocol: \"thrift\": expected"),
+            (
+                "endpoint = \"http://c/x\"\nprotocol = \"grpc\"",
+                "streams.toml:2: otel.endpoint: \"http://c/x\": a gRPC endpoint",
+            ),
+            (
+                "endpoint = \"http://c\"\nheaders = { \"bad name\" = \"x\" }",
+                "streams.toml:3: otel.headers.bad name: not an HTTP",
+            ),
+            ("endpoint = \"http://c\"\ntimeout = \"0s\"", "streams.toml:3: otel.timeout: must be greater than zero"),
+            ("endpoint = \"http://c\"\nsampling = 1", "streams.toml:3: otel.sampling: unknown field"),
+        ] {
+            let e = error_text(&with(extra));
+            assert!(e.starts_with(expect), "{e}");
+        }
+        assert_eq!(parse(MINIMAL).unwrap().otel, None);
     }
 
     #[test]

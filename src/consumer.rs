@@ -54,6 +54,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// How often consumer lag gauges are refreshed.
     pub refresh: Duration,
+    /// Our own batch spans (does nothing unless `[otel]` is set).
+    pub tracer: crate::traces::Tracer,
 }
 
 /// Why a stream task stopped (the supervisor restarts it).
@@ -105,6 +107,7 @@ struct Ctx {
     dlq: DeadLetters,
     breaker: Arc<Breaker>,
     metrics: StreamMetrics,
+    tracer: crate::traces::Tracer,
 }
 
 impl Ctx {
@@ -181,6 +184,7 @@ async fn pipeline<P: Processor>(
         dlq: shared.dlq.clone(),
         breaker: Arc::clone(&shared.breaker),
         metrics: metrics.clone(),
+        tracer: shared.tracer.clone(),
     });
     // Aborted when this function returns or unwinds, so a restarted stream never leaves one behind.
     let _lag =
@@ -396,6 +400,10 @@ impl<P: Processor> Writer<P> {
         // Message ranges still to write; bisection pushes halves of a refused range.
         let mut todo: Vec<Range<usize>> = Vec::with_capacity(8);
         todo.push(0..batch.msgs.len());
+        // For the batch's span: what became of its messages, and the last error.
+        let start = std::time::SystemTime::now();
+        let (mut committed, mut rejected, mut retried, mut inserted_rows) = (0usize, 0usize, 0usize, 0u64);
+        let mut last_error: Option<String> = None;
         while let Some(range) = todo.pop() {
             let entries = &batch.msgs[range.clone()];
             let rows = batch.rows_of(range.clone());
@@ -409,6 +417,7 @@ impl<P: Processor> Writer<P> {
             match outcome {
                 Ok(inserted) => {
                     tracing::debug!(messages = range.len(), inserted, "committed");
+                    (committed, inserted_rows) = (committed + range.len(), inserted_rows + inserted);
                     m.commit_seconds.observe(began.elapsed().as_secs_f64());
                     m.committed.inc();
                     m.batch_rows.observe(rows.len() as f64);
@@ -442,10 +451,12 @@ impl<P: Processor> Writer<P> {
                     todo.push(range.start..mid);
                 }
                 Err(e) if e.class() == ErrorClass::Permanent => {
+                    (rejected, last_error) = (rejected + 1, Some(e.to_string()));
                     m.rejected.inc();
                     self.ctx.dead_letter(&entries[0].msg, DlqClass::Rejected, &e.to_string()).await;
                 }
                 Err(e) => {
+                    (retried, last_error) = (retried + range.len(), Some(e.to_string()));
                     m.failed_seconds.observe(began.elapsed().as_secs_f64());
                     m.retried.inc();
                     tracing::warn!(
@@ -473,6 +484,29 @@ impl<P: Processor> Writer<P> {
                     }
                 }
             }
+        }
+        if self.ctx.tracer.is_on() {
+            let cfg = &self.ctx.cfg;
+            let span = crate::traces::BatchSpan {
+                stream: &cfg.name,
+                processor: cfg.processor.name(),
+                jetstream: &cfg.jetstream,
+                consumer: &cfg.consumer,
+                table: &cfg.processor.tables().join(","),
+                messages: batch.msgs.len(),
+                rows: batch.rows.len(),
+                inserted: inserted_rows,
+                outcome: match (committed, rejected, retried) {
+                    (_, 0, 0) => "committed",
+                    (0, _, 0) => "rejected",
+                    (_, _, 0) => "partial",
+                    _ => "retry",
+                },
+                error: last_error.as_deref(),
+                start,
+                end: std::time::SystemTime::now(),
+            };
+            self.ctx.tracer.record(&span, batch.msgs.iter().map(|e| e.msg.headers.as_ref()));
         }
     }
 

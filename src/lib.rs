@@ -15,6 +15,7 @@
 //! - [`db`]: the shared pool and the class of each database error.
 //! - [`tls`]: rustls client configs for NATS and PostgreSQL (CA, client certificate, how much is verified).
 //! - [`metrics`], [`http`]: Prometheus metrics; /metrics, /healthz and /readyz.
+//! - [`traces`]: our own OpenTelemetry spans (one per batch, linked to the publishers' `traceparent`), OTLP export.
 //! - [`legacy`]: `import-legacy`, the Go writer's JSON config → streams.toml.
 //! - [`status`]: the `status` command's report.
 //! - [`migrate`]: embedded schema migrations and retention policies.
@@ -34,6 +35,7 @@ pub mod processor;
 pub mod status;
 pub mod supervisor;
 pub mod tls;
+pub mod traces;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,6 +74,9 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// `[otel]` settings that cannot be used (an unreadable certificate).
+    #[error("[otel]: {0}")]
+    Otel(String),
     /// Shutdown did not finish in time; unacked messages will be redelivered (and deduplicated).
     #[error("shutdown did not finish within {0:?}; messages not yet acked will be redelivered")]
     ShutdownTimedOut(std::time::Duration),
@@ -108,6 +113,9 @@ pub async fn run_reloadable(
     }
     let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
     let metrics = Arc::new(metrics::Metrics::new());
+    let spans_done = CancellationToken::new();
+    let (tracer, exporter) =
+        traces::start(config.otel.as_ref(), metrics.spans.clone(), spans_done.clone()).map_err(RunError::Otel)?;
     let http = match config.http.listen {
         Some(listen) => {
             let health = http::Health {
@@ -130,6 +138,7 @@ pub async fn run_reloadable(
         breaker: Arc::clone(&breaker),
         metrics,
         refresh: config.http.refresh,
+        tracer,
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
@@ -189,6 +198,11 @@ pub async fn run_reloadable(
     })
     .await;
     pool.current().close();
+    // The streams have written their last batches: their spans go out now (bounded, like the rest of shutdown).
+    spans_done.cancel();
+    if let Some(exporter) = exporter {
+        let _ = tokio::time::timeout(traces::SHUTDOWN_FLUSH, exporter).await;
+    }
     if let Some(http) = http {
         let _ = http.await;
     }

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub nats_connected: Gauge,
     /// Configuration reloads by outcome.
     reloads: Counters<ReloadLabels>,
+    /// Our own spans exported, failed, dropped.
+    pub spans: crate::traces::Counters,
 }
 
 impl Default for Metrics {
@@ -133,6 +135,7 @@ impl Metrics {
             pool_waiting: Gauge::default(),
             nats_connected: Gauge::default(),
             reloads: Family::default(),
+            spans: crate::traces::Counters::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -181,6 +184,13 @@ impl Metrics {
         r.register("pool_waiting", "Writers waiting for a pool connection", m.pool_waiting.clone());
         r.register("nats_connected", "1 while the NATS connection is up", m.nats_connected.clone());
         r.register("config_reloads", "Configuration reloads, by outcome (applied, rejected)", m.reloads.clone());
+        r.register("otel_spans_exported", "Batch spans the OTLP collector accepted", m.spans.exported.clone());
+        r.register("otel_spans_failed", "Batch spans in export requests that failed", m.spans.failed.clone());
+        r.register(
+            "otel_spans_dropped",
+            "Batch spans dropped because the export queue was full",
+            m.spans.dropped.clone(),
+        );
         r.register(
             "build",
             "Build information",

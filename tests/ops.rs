@@ -418,6 +418,117 @@ async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refu
     daemon.signal("TERM");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_spans_reach_an_otlp_collector_over_http_and_grpc_linked_to_the_publishers_traces() {
+    use db_event_writer::processor::proto::common::any_value::Value;
+    const TOKEN: &str = "otel-t0ken-5531";
+    let db = TestDb::create().await;
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let dir = TempDir::new("otel");
+    let mut total_rows = 0i64;
+    // A collector that is not there must cost nothing but a warning: rows still flow.
+    for (k, (case, protocol)) in
+        [("http", Some("http/protobuf")), ("grpc", Some("grpc")), ("absent", None)].into_iter().enumerate()
+    {
+        let collector = OtlpCollector::start(protocol == Some("grpc")).await;
+        let port = if protocol.is_some() { collector.port } else { free_port() };
+        let mut stream = TestStream::telemetry(&unique(case));
+        stream.batch_size = 10;
+        let otel = format!(
+            "[otel]\nendpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"{}\"\nexport_interval = \"100ms\"\n\
+             service_name = \"dbew-test\"\nheaders = {{ \"x-collector-token\" = \"{TOKEN}\" }}\n",
+            protocol.unwrap_or("http/protobuf")
+        );
+        let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream));
+        let path = dir.path().join(format!("{case}.toml"));
+        std::fs::write(&path, text.replacen("[daemon]", &format!("{otel}\n[daemon]"), 1)).unwrap();
+        if case == "http" {
+            migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+        }
+        create_stream(&js, &stream).await;
+        // 30 traced messages (each its own publisher trace), 5 untraced, 1 undecodable (dead-lettered, no span).
+        let mut published = std::collections::BTreeSet::new();
+        for i in 0..36usize {
+            let mut headers = async_nats::HeaderMap::new();
+            let payload = if i == 35 { b"not json".to_vec() } else { metric(100 * k + i) };
+            if i < 30 {
+                let (trace, span) = (format!("{:032x}", 0xabc0_0000 + i), format!("{:016x}", 0x5100 + i));
+                headers.insert("traceparent", format!("00-{trace}-{span}-01").as_str());
+                published.insert((trace, span));
+            }
+            js.publish_with_headers(stream.subject("h"), headers, payload.into()).await.unwrap().await.unwrap();
+        }
+        let daemon = Daemon::spawn(&path, dir.path().join(format!("{case}.log")));
+        total_rows += 35;
+        if !wait_for(Duration::from_secs(20), || async { db.count("timeseries_metrics").await == total_rows }).await {
+            panic!("{case}: {} rows, not {total_rows}\n{}", db.count("timeseries_metrics").await, daemon.log_text());
+        }
+        wait_drained(&js, &stream, LIMIT).await;
+        if protocol.is_none() {
+            wait_until(LIMIT, "the export failure logged", || async {
+                daemon.log_text().contains("span export failed")
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            daemon.signal("TERM");
+            let mut daemon = daemon;
+            assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+            assert_eq!(daemon.log_text().matches("span export failed").count(), 1, "{}", daemon.log_text());
+            continue;
+        }
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        wait_until(LIMIT, "spans for all 35 messages", || async {
+            let n: i64 = collector
+                .spans()
+                .iter()
+                .flat_map(|s| &s.attributes)
+                .filter(|a| a.key == "messaging.batch.message_count")
+                .filter_map(|a| match a.value.as_ref()?.value {
+                    Some(Value::IntValue(n)) => Some(n),
+                    _ => None,
+                })
+                .sum();
+            n == 35
+        })
+        .await;
+        daemon.signal("TERM");
+        let mut daemon = daemon;
+        assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+        let spans = collector.spans();
+        let mut linked = std::collections::BTreeSet::new();
+        let mut rows = 0;
+        for span in &spans {
+            assert_eq!(span.name, format!("process {}", stream.name));
+            assert_eq!(span.kind, 5, "a consumer span");
+            assert!(span.end_time_unix_nano >= span.start_time_unix_nano && span.start_time_unix_nano > 0);
+            assert_eq!((span.trace_id.len(), span.span_id.len()), (16, 8));
+            let attr = |k: &str| span.attributes.iter().find(|a| a.key == k).and_then(|a| a.value.clone()?.value);
+            assert_eq!(attr("db_event_writer.stream"), Some(Value::StringValue(stream.name.clone())));
+            assert_eq!(attr("db_event_writer.processor"), Some(Value::StringValue("telemetry".into())));
+            assert_eq!(attr("db.collection.name"), Some(Value::StringValue("timeseries_metrics".into())));
+            assert_eq!(attr("db_event_writer.outcome"), Some(Value::StringValue("committed".into())));
+            assert_eq!(span.status, None);
+            if let Some(Value::IntValue(n)) = attr("db_event_writer.rows") {
+                rows += n;
+            }
+            for link in &span.links {
+                assert!(linked.insert((hex(&link.trace_id), hex(&link.span_id))), "a message linked twice");
+            }
+        }
+        assert_eq!(rows, 35, "{case}");
+        assert_eq!(linked, published, "{case}: every traced message linked, nothing else");
+        let exports = collector.exports.lock().unwrap();
+        for (headers, request) in exports.iter() {
+            assert_eq!(headers.get("x-collector-token").unwrap(), TOKEN);
+            let resource = request.resource_spans[0].resource.as_ref().unwrap();
+            let service = resource.attributes.iter().find(|a| a.key == "service.name").unwrap();
+            assert_eq!(service.value.clone().unwrap().value, Some(Value::StringValue("dbew-test".into())));
+        }
+        assert!(!daemon.log_text().contains(TOKEN), "the collector token reached the log");
+    }
+}
+
 /// base64url without padding, as JWTs use it.
 fn b64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

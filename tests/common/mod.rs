@@ -336,6 +336,22 @@ where
     }
 }
 
+/// Polls `check` until it holds (true) or `limit` passes (false).
+pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}
+
 /// Waits until the consumer has nothing pending and nothing awaiting ack.
 pub async fn wait_drained(js: &jetstream::Context, s: &TestStream, limit: Duration) {
     wait_until(limit, "consumer drained (num_pending == 0 && num_ack_pending == 0)", || async {
@@ -687,4 +703,89 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// What an [`OtlpCollector`] received: each export request, with its request headers.
+pub type Exports = std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, ExportTraceServiceRequest)>>>;
+
+pub use db_event_writer::processor::proto::trace::ExportTraceServiceRequest;
+
+/// A minimal OTLP trace receiver on a free port: OTLP/HTTP (HTTP/1.1, protobuf) or OTLP/gRPC (h2c), recording
+/// every export request and answering as a collector does (gRPC: status in the trailers).
+pub struct OtlpCollector {
+    pub port: u16,
+    pub exports: Exports,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OtlpCollector {
+    pub async fn start(grpc: bool) -> OtlpCollector {
+        use http_body_util::BodyExt;
+        use prost::Message;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let exports: Exports = Default::default();
+        let recorded = exports.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else { return };
+                let recorded = recorded.clone();
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let (parts, body) = request.into_parts();
+                        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let message = if grpc && bytes.len() >= 5 { bytes.slice(5..) } else { bytes };
+                        let decoded = ExportTraceServiceRequest::decode(message).expect("an OTLP trace export request");
+                        recorded.lock().unwrap().push((parts.headers, decoded));
+                        // An empty ExportTraceServiceResponse.
+                        let frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>> = if grpc {
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            vec![
+                                Ok(hyper::body::Frame::data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]))),
+                                Ok(hyper::body::Frame::trailers(trailers)),
+                            ]
+                        } else {
+                            vec![]
+                        };
+                        let content_type = if grpc { "application/grpc" } else { "application/x-protobuf" };
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", content_type)
+                            .body(http_body_util::StreamBody::new(futures::stream::iter(frames)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(socket);
+                tokio::spawn(async move {
+                    if grpc {
+                        let builder = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+                        let _ = builder.serve_connection(io, service).await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                    }
+                });
+            }
+        });
+        OtlpCollector { port, exports, task }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<db_event_writer::processor::proto::trace::Span> {
+        let exports = self.exports.lock().unwrap();
+        exports
+            .iter()
+            .flat_map(|(_, r)| {
+                r.resource_spans.iter().flat_map(|rs| rs.scope_spans.iter().flat_map(|s| s.spans.clone()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for OtlpCollector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
