@@ -563,7 +563,7 @@ fn creds_file(user_jwt: &str, user: &nkeys::KeyPair) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nkey_and_credentials_file_accounts_authenticate_and_strangers_are_refused() {
+async fn nkey_token_and_credentials_file_accounts_authenticate_and_strangers_are_refused() {
     let db = TestDb::create().await;
     let dir = TempDir::new("nkey");
     let first = TestStream::telemetry(&unique("nkey"));
@@ -614,6 +614,19 @@ async fn nkey_and_credentials_file_accounts_authenticate_and_strangers_are_refus
     refused(&with_auth("stranger.toml", &nats.url, &first, format!("nkey_seed_file = \"{stranger}\"")));
     drop(nats);
 
+    // A token, from a file.
+    let nats = NatsServer::start_with("authorization { token: \"t0ken-8812\" }\n");
+    let client = async_nats::ConnectOptions::with_token("t0ken-8812".into()).connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let by_token = TestStream::telemetry(&unique("token"));
+    create_stream(&js, &by_token).await;
+    publish_all(&js, (50..60).map(|i| (by_token.subject("h"), metric(i)))).await;
+    let token = write_secret("token", "t0ken-8812\n");
+    run_until(with_auth("token.toml", &nats.url, &by_token, format!("token_file = \"{token}\"")), 30).await;
+    let wrong = write_secret("wrong-token", "nope");
+    refused(&with_auth("wrong-token.toml", &nats.url, &by_token, format!("token_file = \"{wrong}\"")));
+    drop(nats);
+
     // Decentralised auth: operator → account (JetStream enabled) → user, the user's JWT and seed in a .creds file.
     let operator = nkeys::KeyPair::new_operator();
     let account = nkeys::KeyPair::new_account();
@@ -655,7 +668,7 @@ async fn nkey_and_credentials_file_accounts_authenticate_and_strangers_are_refus
     create_stream(&js, &second).await;
     publish_all(&js, (20..50).map(|i| (second.subject("h"), metric(i)))).await;
     let path = write_secret("user.creds", &creds);
-    run_until(with_auth("creds.toml", &nats.url, &second, format!("creds_file = \"{path}\"")), 50).await;
+    run_until(with_auth("creds.toml", &nats.url, &second, format!("creds_file = \"{path}\"")), 60).await;
     // A user of an account the server does not know.
     let other_account = nkeys::KeyPair::new_account();
     let stranger = nkeys::KeyPair::new_user();
