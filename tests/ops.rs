@@ -873,6 +873,19 @@ fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
     let (ok, out) = tool("promtool", &["check", "rules", alerts.to_str().unwrap()]);
     assert!(ok && out.contains("SUCCESS"), "promtool:\n{out}");
 
+    // The Dockerfile passes hadolint (warnings count); the Kubernetes objects pass their schemas (strict: no
+    // unknown fields). KEDA's ScaledObject has no schema there; check.py checks its structure.
+    let venv = root.join(".venv/bin");
+    let dockerfile = root.join("deploy/docker/Dockerfile");
+    let (ok, out) = tool(venv.join("hadolint").to_str().unwrap(), &["--no-color", dockerfile.to_str().unwrap()]);
+    assert!(ok && out.trim().is_empty(), "hadolint:\n{out}");
+    let manifests = root.join("deploy/kubernetes/db-event-writer.yaml");
+    let (ok, out) = tool(venv.join("kubernetes-validate").to_str().unwrap(), &["--strict", manifests.to_str().unwrap()]);
+    assert!(ok, "kubernetes-validate:\n{out}");
+    for kind in ["configmap", "deployment", "service", "poddisruptionbudget"] {
+        assert!(out.contains(&format!("passed for resource {kind}/")), "{kind} not validated:\n{out}");
+    }
+
     // Kubernetes, compose, Dockerfile, dashboard: structure; the ConfigMap's streams.toml is valid.
     let python = root.join(".venv/bin/python");
     let configmap = dir.path().join("configmap.toml");
