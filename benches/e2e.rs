@@ -2,13 +2,15 @@
 //! PostgreSQL's own ceiling for the same rows. Writes BENCHMARKS.md.
 //!
 //! For each processor: a fresh nats-server and database; N messages published first; the daemon started and
-//! timed until every row is committed and every message acked (consumer drained). Daemon CPU and peak RSS come
-//! from /proc. For telemetry also: the same rows loaded with binary COPY in 50,000-row statements (the ceiling),
-//! one INSERT per row in one transaction (the Go writer's method), and a rate-limited run at 20% of the measured
-//! rate for publish → commit latency.
+//! timed until every row is committed and every message acked (consumer drained). CPU of the daemon, of the
+//! nats-server and of every PostgreSQL process, and the daemon's peak RSS, come from /proc. The ceiling: the
+//! same rows, decoded once, written by the processor's own write path (binary COPY for telemetry and logs) in
+//! 50,000-row transactions, no NATS. For telemetry also one INSERT per row in one transaction (the Go writer's
+//! method), and a rate-limited run at 20% of the measured rate for publish → commit latency. Each measurement
+//! is repeated and the median reported, with the spread.
 //!
 //! Options (after `--`): `--messages N` (telemetry; other processors N/4), `--processors a,b,...`,
-//! `--batch-size N`, `--latency-secs N`.
+//! `--batch-size N`, `--latency-secs N`, `--repeat N` (default 3).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -26,6 +28,7 @@ struct Options {
     processors: Vec<String>,
     batch_size: Option<usize>,
     latency_secs: u64,
+    repeat: usize,
 }
 
 fn options() -> Options {
@@ -34,6 +37,7 @@ fn options() -> Options {
         processors: ["telemetry", "logs", "events", "otel", "netflow", "sweep"].map(String::from).to_vec(),
         batch_size: None,
         latency_secs: 20,
+        repeat: 3,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -44,6 +48,7 @@ fn options() -> Options {
             "--processors" => o.processors = value.split(',').map(String::from).collect(),
             "--batch-size" => o.batch_size = Some(value.parse().expect("--batch-size N")),
             "--latency-secs" => o.latency_secs = value.parse().expect("--latency-secs N"),
+            "--repeat" => o.repeat = value.parse::<usize>().expect("--repeat N").max(1),
             "--bench" => {
                 i += 1;
                 continue;
@@ -57,11 +62,13 @@ fn options() -> Options {
 
 /// One processor's end-to-end result.
 struct Run {
-    processor: String,
+    batch_size: usize,
     messages: usize,
     rows: i64,
     seconds: f64,
     cpu_seconds: f64,
+    nats_cpu_seconds: f64,
+    pg_cpu_seconds: f64,
     peak_rss_mib: f64,
 }
 
@@ -75,6 +82,29 @@ impl Run {
     fn cpu_us_per_msg(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.messages as f64
     }
+    fn nats_us_per_msg(&self) -> f64 {
+        self.nats_cpu_seconds * 1e6 / self.messages as f64
+    }
+    fn pg_us_per_msg(&self) -> f64 {
+        self.pg_cpu_seconds * 1e6 / self.messages as f64
+    }
+}
+
+/// The median of `values` (sorted copy), with min and max.
+fn median(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// CPU seconds used so far by every live process whose command name is `comm` (PostgreSQL's backends; a backend
+/// that exits takes its CPU with it, so measure with connections that stay open).
+fn cpu_of_command(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
+        .map(|pid| usage(pid).0)
+        .sum()
 }
 
 fn clock_ticks() -> f64 {
@@ -245,19 +275,71 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
     let (items, rows) = payloads(processor, n);
     publish_all(&js, items).await;
 
+    // Done = the consumer drained: every message acked, and a message is acked only after its rows committed.
+    // Asking JetStream is cheap; counting a growing table 20 times a second would cost PostgreSQL a good part
+    // of the load being measured. The rows are counted once, at the end.
+    let (nats0, pg0) = (usage(nats.pid()).0, cpu_of_command("postgres"));
     let started = Instant::now();
     let daemon = Daemon::spawn_logging(&path, dir.path().join("daemon.log"), "info");
     let pid = daemon.child.id();
-    let table = table_of(processor);
-    wait_until(Duration::from_secs(600), "all rows", || async { db.count(table).await >= rows }).await;
-    wait_drained(&js, &stream, Duration::from_secs(120)).await;
+    wait_drained(&js, &stream, Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
     let (cpu_seconds, peak_rss_mib) = usage(pid);
+    let (nats_cpu_seconds, pg_cpu_seconds) = (usage(nats.pid()).0 - nats0, cpu_of_command("postgres") - pg0);
+    assert_eq!(db.count(table_of(processor)).await, rows, "{processor}: every row, once");
     daemon.signal("TERM");
-    Run { processor: processor.to_owned(), messages: n, rows, seconds, cpu_seconds, peak_rss_mib }
+    Run {
+        batch_size: stream.batch_size,
+        messages: n,
+        rows,
+        seconds,
+        cpu_seconds,
+        nats_cpu_seconds,
+        pg_cpu_seconds,
+        peak_rss_mib,
+    }
 }
 
-/// The telemetry rows, decoded once (the ceiling and baseline load exactly these).
+/// The processor's rows written straight into its table by its own write path, 50,000 rows per transaction, no
+/// NATS: (rows/s, PostgreSQL CPU µs per row).
+async fn ceiling(processor: &str, items: &[(String, Vec<u8>)]) -> (f64, f64) {
+    use db_event_writer::processor::{events::Events, logs::Logs, netflow::Netflow, otel::Otel, sweep::Sweep};
+    match processor {
+        "telemetry" => ceiling_of(Telemetry::new("platform"), items).await,
+        "logs" => ceiling_of(Logs::new("platform"), items).await,
+        "events" => ceiling_of(Events::new("platform"), items).await,
+        "sweep" => ceiling_of(Sweep::new("platform"), items).await,
+        "netflow" => ceiling_of(Netflow::new("platform", "bench"), items).await,
+        "otel" => ceiling_of(Otel::new("platform"), items).await,
+        other => panic!("unknown processor {other}"),
+    }
+}
+
+async fn ceiling_of<P: Processor>(p: P, items: &[(String, Vec<u8>)]) -> (f64, f64) {
+    let db = TestDb::create().await;
+    let config = config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")]);
+    migrate(&config).await;
+    let mut rows = Vec::with_capacity(items.len());
+    let published = chrono::Utc::now();
+    for (i, (subject, payload)) in items.iter().enumerate() {
+        let msg = Incoming { subject, payload, published, stream: "bench", sequence: i as u64 + 1 };
+        p.decode(&msg, &mut rows).unwrap();
+    }
+    let pool = db_event_writer::db::pool(&config.database).unwrap();
+    let mut client = pool.get().await.unwrap();
+    let pg0 = cpu_of_command("postgres");
+    let started = Instant::now();
+    for chunk in rows.chunks(50_000) {
+        let tx = client.transaction().await.unwrap();
+        p.write(&tx, chunk).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let pg_us = (cpu_of_command("postgres") - pg0) * 1e6 / rows.len() as f64;
+    (rows.len() as f64 / seconds, pg_us)
+}
+
+/// The telemetry rows, decoded once (the INSERT baseline loads exactly these).
 fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::MetricRow> {
     let p = Telemetry::new("platform");
     let mut rows = Vec::with_capacity(n);
@@ -268,22 +350,6 @@ fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::Metric
         p.decode(&msg, &mut rows).unwrap();
     }
     rows
-}
-
-/// Binary COPY in 50,000-row statements, each committed (the daemon's own COPY encoding, no NATS): rows/s.
-async fn copy_ceiling(n: usize) -> f64 {
-    let db = TestDb::create().await;
-    migrate(&config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")])).await;
-    let rows = telemetry_rows(n);
-    let mut client = db.client().await;
-    let telemetry = Telemetry::new("platform");
-    let started = Instant::now();
-    for chunk in rows.chunks(50_000) {
-        let tx = client.transaction().await.unwrap();
-        telemetry.copy_rows(&tx, chunk).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// One INSERT per row in one transaction, awaited one by one (the Go writer's method): rows/s.
@@ -388,40 +454,70 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// One processor's repetitions: end to end, and the ceiling measured right after each.
+struct Measured {
+    runs: Vec<Run>,
+    ceilings: Vec<(f64, f64)>,
+}
+
+impl Measured {
+    fn rows_per_sec(&self) -> (f64, f64, f64) {
+        median(&self.runs.iter().map(Run::rows_per_sec).collect::<Vec<_>>())
+    }
+    fn ceiling(&self) -> (f64, f64, f64) {
+        median(&self.ceilings.iter().map(|c| c.0).collect::<Vec<_>>())
+    }
+    fn of(&self, f: impl Fn(&Run) -> f64) -> f64 {
+        median(&self.runs.iter().map(f).collect::<Vec<_>>()).0
+    }
+    /// Each repetition's end-to-end rate over the ceiling measured right after it.
+    fn ratios(&self) -> Vec<f64> {
+        self.runs.iter().zip(&self.ceilings).map(|(r, c)| r.rows_per_sec() / c.0).collect()
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let o = options();
-    let mut runs = Vec::new();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mut results: Vec<(String, Measured)> = Vec::new();
     for p in &o.processors {
         let n = if p == "telemetry" { o.messages } else { (o.messages / 4).max(1000) };
-        eprintln!("bench: {p}: {n} messages end to end ...");
-        let run = end_to_end(p, n, o.batch_size).await;
-        eprintln!(
-            "bench: {p}: {:.0} msgs/s, {:.0} rows/s, {:.1} µs CPU/msg, peak RSS {:.0} MiB",
-            run.msgs_per_sec(),
-            run.rows_per_sec(),
-            run.cpu_us_per_msg(),
-            run.peak_rss_mib
-        );
-        runs.push(run);
+        let mut m = Measured { runs: Vec::new(), ceilings: Vec::new() };
+        for k in 1..=o.repeat {
+            eprintln!("bench: {p} ({k}/{}): {n} messages end to end ...", o.repeat);
+            let run = end_to_end(p, n, o.batch_size).await;
+            let (items, _) = payloads(p, n);
+            let c = ceiling(p, &items).await;
+            eprintln!(
+                "bench: {p}: {:.0} msgs/s, {:.0} rows/s (ceiling {:.0} rows/s), CPU µs/msg daemon {:.1} nats {:.1} pg {:.1}, RSS {:.0} MiB",
+                run.msgs_per_sec(),
+                run.rows_per_sec(),
+                c.0,
+                run.cpu_us_per_msg(),
+                run.nats_us_per_msg(),
+                run.pg_us_per_msg(),
+                run.peak_rss_mib
+            );
+            m.runs.push(run);
+            m.ceilings.push(c);
+        }
+        results.push((p.clone(), m));
     }
-    let telemetry = runs.iter().find(|r| r.processor == "telemetry");
-    let (ceiling, baseline, lat) = if let Some(t) = telemetry {
-        eprintln!("bench: telemetry ceiling (binary COPY) ...");
-        let ceiling = copy_ceiling(o.messages).await;
+    let telemetry = results.iter().find(|(p, _)| p == "telemetry").map(|(_, m)| m);
+    let (baseline, lat) = if let Some(t) = telemetry {
         eprintln!("bench: telemetry baseline (one INSERT per row) ...");
         let baseline = insert_baseline((o.messages / 10).max(1000)).await;
-        let rate = (t.msgs_per_sec() * 0.2) as usize;
+        let rate = (t.of(Run::msgs_per_sec) * 0.2) as usize;
         eprintln!("bench: latency at {rate} msgs/s for {} s ...", o.latency_secs);
         let lat = latency(rate, o.latency_secs).await;
-        (Some(ceiling), Some(baseline), Some((rate, lat)))
+        (Some(baseline), Some((rate, lat)))
     } else {
-        (None, None, None)
+        (None, None)
     };
 
     let pg = db_event_writer_pg_version().await;
     let nats = command_output(nats_server_bin().to_str().unwrap_or("nats-server"), &["--version"]);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut md = String::new();
     let _ = writeln!(md, "# Benchmarks\n");
@@ -437,36 +533,55 @@ async fn main() {
     );
     let _ = writeln!(
         md,
-        "End to end: messages published first, then the release daemon started and timed until every row is committed and every message acked (the consumer drained); start-up included. Every guarantee on: ack after commit, idempotent writes, the ledger for netflow.\n"
+        "End to end: messages published first, then the release daemon started and timed until every row is committed and every message acked (the consumer drained); start-up included. Every guarantee on: ack after commit, idempotent writes, the ledger for netflow. Ceiling: the same rows, decoded once, written by the processor's own write path (binary COPY for telemetry and logs, `unnest` INSERT … ON CONFLICT for the others) in 50,000-row transactions, no NATS, measured right after each end-to-end run. Each measurement {} times; medians, with min–max.\n",
+        o.repeat
     );
-    let _ = writeln!(md, "| processor | messages | rows | msgs/s | rows/s | daemon CPU µs/msg | peak RSS MiB |");
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
-    for r in &runs {
+    let _ = writeln!(
+        md,
+        "| processor | batch | messages | rows | msgs/s | rows/s (min–max) | ceiling rows/s (min–max) | ratio | ratio per run |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for (p, m) in &results {
+        let (rows, rmin, rmax) = m.rows_per_sec();
+        let (ceiling, cmin, cmax) = m.ceiling();
+        let ratios: Vec<String> = m.ratios().iter().map(|r| format!("{r:.2}")).collect();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.0} |",
-            r.processor,
-            r.messages,
-            r.rows,
-            r.msgs_per_sec(),
-            r.rows_per_sec(),
-            r.cpu_us_per_msg(),
-            r.peak_rss_mib
+            "| {p} | {} | {} | {} | {:.0} | {rows:.0} ({rmin:.0}–{rmax:.0}) | {ceiling:.0} ({cmin:.0}–{cmax:.0}) | {:.2} | {} |",
+            m.runs[0].batch_size,
+            m.runs[0].messages,
+            m.runs[0].rows,
+            m.of(Run::msgs_per_sec),
+            rows / ceiling,
+            ratios.join(", ")
         );
     }
-    if let (Some(t), Some(ceiling), Some(baseline)) = (telemetry, ceiling, baseline) {
-        let _ = writeln!(md, "\nTelemetry against PostgreSQL's own speed for the same rows into the same table:\n");
-        let _ = writeln!(md, "| path | rows/s | daemon end to end as a ratio |");
-        let _ = writeln!(md, "|---|---:|---:|");
+    let _ = writeln!(
+        md,
+        "\nWhere the CPU goes, per message end to end (medians). \"CPU bound\" is the rate {cores} cores would give if they did nothing but this work, perfectly overlapped: the end-to-end rate cannot exceed it.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| processor | daemon µs/msg | nats-server µs/msg | PostgreSQL µs/msg | total | CPU bound msgs/s | achieved / bound | PostgreSQL µs/row at the ceiling | daemon peak RSS MiB |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (p, m) in &results {
+        let (d, n, g) = (m.of(Run::cpu_us_per_msg), m.of(Run::nats_us_per_msg), m.of(Run::pg_us_per_msg));
+        let bound = cores as f64 * 1e6 / (d + n + g);
+        let pg_at_ceiling = median(&m.ceilings.iter().map(|c| c.1).collect::<Vec<_>>()).0;
+        let rss = m.runs.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
         let _ = writeln!(
             md,
-            "| binary COPY, 50,000-row statements, no NATS (the ceiling) | {ceiling:.0} | {:.2} |",
-            t.rows_per_sec() / ceiling
+            "| {p} | {d:.1} | {n:.1} | {g:.1} | {:.1} | {bound:.0} | {:.2} | {pg_at_ceiling:.1} | {rss:.0} |",
+            d + n + g,
+            m.of(Run::msgs_per_sec) / bound
         );
+    }
+    if let (Some(t), Some(baseline)) = (telemetry, baseline) {
         let _ = writeln!(
             md,
-            "| one INSERT per row in one transaction (the Go writer's method) | {baseline:.0} | {:.1}× |",
-            t.rows_per_sec() / baseline
+            "\nTelemetry against one INSERT per row in one transaction (the Go writer's method): {baseline:.0} rows/s; the daemon end to end is {:.1}× that.",
+            t.rows_per_sec().0 / baseline
         );
     }
     if let Some((rate, (p50, p99))) = lat {

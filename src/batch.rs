@@ -54,7 +54,7 @@ impl<R, M> Batcher<R, M> {
     /// A batcher flushing at `max_rows` rows or `timeout` after a batch's first message.
     pub fn new(max_rows: usize, timeout: Duration) -> Self {
         let max_rows = max_rows.max(1);
-        Batcher { rows: Vec::with_capacity(max_rows), msgs: Vec::new(), max_rows, timeout, started: None }
+        Batcher { rows: Vec::with_capacity(max_rows), msgs: Self::messages(max_rows), max_rows, timeout, started: None }
     }
 
     /// Where a decoder appends the next message's rows.
@@ -106,7 +106,13 @@ impl<R, M> Batcher<R, M> {
     pub fn take(&mut self) -> Option<Batch<R, M>> {
         let started = self.started.take()?;
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows));
-        Some(Batch { rows, msgs: std::mem::take(&mut self.msgs), started })
+        let msgs = std::mem::replace(&mut self.msgs, Self::messages(self.max_rows));
+        Some(Batch { rows, msgs, started })
+    }
+
+    /// Room for a full batch of one-row messages (bounded), so pushing never reallocates and copies the entries.
+    fn messages(max_rows: usize) -> Vec<Entry<M>> {
+        Vec::with_capacity(max_rows.min(16_384))
     }
 }
 

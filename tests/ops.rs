@@ -880,7 +880,8 @@ fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
     let (ok, out) = tool(venv.join("hadolint").to_str().unwrap(), &["--no-color", dockerfile.to_str().unwrap()]);
     assert!(ok && out.trim().is_empty(), "hadolint:\n{out}");
     let manifests = root.join("deploy/kubernetes/db-event-writer.yaml");
-    let (ok, out) = tool(venv.join("kubernetes-validate").to_str().unwrap(), &["--strict", manifests.to_str().unwrap()]);
+    let (ok, out) =
+        tool(venv.join("kubernetes-validate").to_str().unwrap(), &["--strict", manifests.to_str().unwrap()]);
     assert!(ok, "kubernetes-validate:\n{out}");
     for kind in ["configmap", "deployment", "service", "poddisruptionbudget"] {
         assert!(out.contains(&format!("passed for resource {kind}/")), "{kind} not validated:\n{out}");

@@ -111,6 +111,11 @@ impl NatsServer {
         async_nats::connect(&self.url).await.expect("connect to test nats-server")
     }
 
+    /// The server's process id (for CPU accounting in the benchmark).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub async fn jetstream(&self) -> jetstream::Context {
         jetstream::new(self.client().await)
     }
