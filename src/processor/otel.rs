@@ -505,6 +505,8 @@ fn decode_otlp_metrics(
     msg: &Incoming<'_>,
     rows: &mut Vec<OtelRow>,
 ) -> Result<(), DecodeError> {
+    // `rows` holds the open batch: only this message's rows are checked below.
+    let first = rows.len();
     for rm in &request.resource_metrics {
         let resource: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
         let service = attr_str(resource, "service.name");
@@ -556,7 +558,7 @@ fn decode_otlp_metrics(
             }
         }
     }
-    for row in rows.iter() {
+    for row in &rows[first..] {
         if let OtelRow::Metric(m) = row {
             check_metric(m)?;
         }
@@ -696,6 +698,41 @@ mod tests {
         assert_eq!(r.attributes, "http.status_code=200");
         assert_eq!(r.events, r#"[{"attributes":["n=1"],"name":"retry","time_unix_nano":5}]"#);
         assert_eq!((r.status_code, r.status_message.as_str()), (1, "ok"));
+    }
+
+    #[test]
+    fn only_the_message_own_metric_rows_are_checked_not_the_whole_open_batch() {
+        // The rows vector is the open batch; re-checking all of it for every message made batches quadratic.
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![ScopeMetrics {
+                    scope: None,
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint { time_unix_nano: 1, ..Default::default() }],
+                        })),
+                        ..Default::default()
+                    }],
+                }],
+            }],
+        };
+        let msg = Incoming {
+            subject: "otel.metrics",
+            payload: &request.encode_to_vec(),
+            published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
+            stream: "events",
+            sequence: 1,
+        };
+        let mut rows = Vec::new();
+        Otel::new("platform").decode(&msg, &mut rows).unwrap();
+        // A row already in the batch that would not pass the check (it never could get there): not looked at.
+        if let OtelRow::Metric(m) = &mut rows[0] {
+            m.span_name = "nul\0".into();
+        }
+        Otel::new("platform").decode(&msg, &mut rows).unwrap();
+        assert_eq!(rows.len(), 2);
     }
 
     #[test]
