@@ -9,7 +9,7 @@
 //! method), and a rate-limited run at 20% of the measured rate for publish → commit latency. Each measurement
 //! is repeated and the median reported, with the spread.
 //!
-//! Options (after `--`): `--messages N` (telemetry; other processors N/4), `--processors a,b,...`,
+//! Options (after `--`): `--messages N` (telemetry; otel N/8 messages of ten rows; the others N/2), `--processors a,b,...`,
 //! `--batch-size N`, `--latency-secs N`, `--repeat N` (default 3).
 
 #[path = "../tests/common/mod.rs"]
@@ -261,12 +261,19 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
         },
         "bench",
     );
-    stream.batch_timeout = "1s";
-    stream.batch_size = batch_size.unwrap_or(match processor {
-        "telemetry" | "netflow" => 5_000,
-        "otel" => 10_000,
-        _ => 2_000,
-    });
+    // The processor's default batch settings unless --batch-size says otherwise.
+    use db_event_writer::processor::ProcessorKind as K;
+    let kind = match processor {
+        "telemetry" => K::Telemetry,
+        "logs" => K::Logs,
+        "events" => K::Events,
+        "sweep" => K::Sweep,
+        "netflow" => K::Netflow,
+        _ => K::Otel,
+    };
+    let defaults = kind.batch_defaults();
+    stream.batch_size = batch_size.unwrap_or(defaults.size);
+    stream.batch_timeout = humantime::format_duration(defaults.timeout).to_string().leak();
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
     migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
@@ -398,8 +405,10 @@ async fn latency(rate: usize, secs: u64) -> (f64, f64) {
     let db = TestDb::create().await;
     let dir = TempDir::new("bench-latency");
     let mut stream = TestStream::telemetry("bench");
-    stream.batch_size = 5_000;
-    stream.batch_timeout = "1s";
+    // Telemetry's defaults (1 s timeout).
+    let defaults = db_event_writer::processor::ProcessorKind::Telemetry.batch_defaults();
+    stream.batch_size = defaults.size;
+    stream.batch_timeout = humantime::format_duration(defaults.timeout).to_string().leak();
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
     migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
@@ -482,7 +491,12 @@ async fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut results: Vec<(String, Measured)> = Vec::new();
     for p in &o.processors {
-        let n = if p == "telemetry" { o.messages } else { (o.messages / 4).max(1000) };
+        let n = match p.as_str() {
+            "telemetry" => o.messages,
+            // Ten points (rows) per message.
+            "otel" => (o.messages / 8).max(1000),
+            _ => (o.messages / 2).max(1000),
+        };
         let mut m = Measured { runs: Vec::new(), ceilings: Vec::new() };
         for k in 1..=o.repeat {
             eprintln!("bench: {p} ({k}/{}): {n} messages end to end ...", o.repeat);

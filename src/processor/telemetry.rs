@@ -61,8 +61,9 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// The design this replaces: 100 rows or 1 s.
-    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 100, timeout: Duration::from_secs(1) };
+    /// 1,000 rows (the benchmark: 100-row batches reach ~55% of the 1,000-row rate, 5,000-row ones ~8% more at
+    /// 2–4× the memory), flushed after 1 s as the design this replaces.
+    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(1) };
     /// The table written.
     pub const TABLE: &str = "timeseries_metrics";
 
