@@ -1400,10 +1400,10 @@ processor = "telemetry"
     fn defaults_come_from_the_processor() {
         let config = parse(MINIMAL).unwrap();
         let s = &config.streams[0];
-        assert_eq!(s.batch_size, 1000);
+        assert_eq!(s.batch_size, 5000);
         assert_eq!(s.batch_timeout, Duration::from_secs(1));
         assert_eq!(s.ack_wait, Duration::from_secs(30));
-        assert_eq!(s.max_ack_pending, 5000);
+        assert_eq!(s.max_ack_pending, 25_000);
         assert_eq!(s.max_deliver, 5);
         assert_eq!(config.dlq.subject_for("telemetry"), "dlq.telemetry");
         assert_eq!(config.dlq.stream, "DLQ");
