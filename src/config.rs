@@ -72,6 +72,9 @@ struct RawConfig {
     /// OpenTelemetry traces of our own batches.
     #[serde(default)]
     otel: Option<Spanned<RawOtel>>,
+    /// The HTTP ingest front.
+    #[serde(default)]
+    ingest: Option<Spanned<RawIngest>>,
     /// One pipeline per `[[stream]]`.
     #[serde(default)]
     stream: Vec<Spanned<RawStream>>,
@@ -236,6 +239,22 @@ struct RawLog {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawIngest {
+    /// Address of the ingest listener, e.g. `127.0.0.1:8080`.
+    listen: Spanned<String>,
+    /// Largest request body in bytes.
+    #[serde(default)]
+    max_body: Option<Spanned<i64>>,
+    /// 429 while the consumer of the posted subject has more messages pending than this (0: no limit).
+    #[serde(default)]
+    max_lag: Option<Spanned<i64>>,
+    /// How long the fate of a posted message stays queryable.
+    #[serde(default)]
+    status_ttl: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawOtel {
     /// Collector URL: `http://host:4318` (OTLP/HTTP; `/v1/traces` is added when no path is given) or, with
     /// `protocol = "grpc"`, `http://host:4317`; `https://` for TLS.
@@ -286,6 +305,8 @@ struct RawStream {
     batches_in_flight: Option<Spanned<i64>>,
     #[serde(default)]
     writers: Option<Spanned<i64>>,
+    #[serde(default)]
+    validate: Option<Spanned<bool>>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -313,6 +334,8 @@ pub struct Config {
     pub log: LogConfig,
     /// OpenTelemetry trace export; `None`: off.
     pub otel: Option<OtelConfig>,
+    /// The HTTP ingest front; `None`: off.
+    pub ingest: Option<IngestConfig>,
     /// One entry per `[[stream]]`, in file order.
     pub streams: Vec<StreamConfig>,
 }
@@ -554,6 +577,26 @@ impl LogConfig {
     pub const DEFAULT_LEVEL: &str = "info,async_nats=warn";
 }
 
+/// `[ingest]`: the HTTP front for clients without NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestConfig {
+    /// Listener address.
+    pub listen: std::net::SocketAddr,
+    /// Largest request body in bytes.
+    pub max_body: usize,
+    /// 429 while the posted subject's consumer has more pending than this; 0: no limit.
+    pub max_lag: u64,
+    /// How long the fate of a posted message stays queryable.
+    pub status_ttl: Duration,
+}
+
+impl IngestConfig {
+    /// 1 MiB, NATS's default max_payload.
+    pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+    /// A day.
+    pub const DEFAULT_STATUS_TTL: Duration = Duration::from_secs(86_400);
+}
+
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtelProtocol {
@@ -659,6 +702,8 @@ pub struct StreamConfig {
     pub batches_in_flight: usize,
     /// Batches written at once, each in its own transaction and connection.
     pub writers: usize,
+    /// The HTTP ingest front runs the processor's decoder on a posted payload and answers 400 when it fails.
+    pub validate: bool,
 }
 
 impl StreamConfig {
@@ -953,6 +998,33 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         Some(o) => Some(otel_config(o.into_inner(), at)?),
         None => None,
     };
+    let ingest = match raw.ingest {
+        Some(i) => {
+            let i = i.into_inner();
+            Some(IngestConfig {
+                listen: i.listen.get_ref().parse().map_err(|_| {
+                    at.err(
+                        i.listen.span(),
+                        "ingest.listen",
+                        format!("{:?} is not host:port, e.g. \"127.0.0.1:8080\"", i.listen.get_ref()),
+                    )
+                })?,
+                max_body: match &i.max_body {
+                    Some(m) => {
+                        positive(m, 1, 64 * 1024 * 1024).map_err(|e| at.err(m.span(), "ingest.max_body", e))? as usize
+                    }
+                    None => IngestConfig::DEFAULT_MAX_BODY,
+                },
+                max_lag: match &i.max_lag {
+                    Some(m) => positive(m, 0, i64::MAX).map_err(|e| at.err(m.span(), "ingest.max_lag", e))? as u64,
+                    None => 0,
+                },
+                status_ttl: opt_duration(at, i.status_ttl.as_ref(), "ingest.status_ttl")?
+                    .unwrap_or(IngestConfig::DEFAULT_STATUS_TTL),
+            })
+        }
+        None => None,
+    };
 
     if raw.stream.is_empty() {
         return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
@@ -1064,6 +1136,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             nak_delay_max,
             batches_in_flight,
             writers,
+            validate: s.validate.as_ref().is_some_and(|v| *v.get_ref()),
         });
     }
     Ok(Config {
@@ -1086,6 +1159,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         http,
         log,
         otel,
+        ingest,
         streams,
     })
 }
@@ -1518,6 +1592,21 @@ processor = "telemetry"
             assert!(e.starts_with(expect), "{e}");
         }
         assert_eq!(parse(MINIMAL).unwrap().otel, None);
+    }
+
+    #[test]
+    fn ingest_section_and_stream_validate() {
+        let config = parse(&format!("[ingest]\nlisten = \"127.0.0.1:8080\"\n{MINIMAL}validate = true\n")).unwrap();
+        let ingest = config.ingest.unwrap();
+        assert_eq!((ingest.max_body, ingest.max_lag), (IngestConfig::DEFAULT_MAX_BODY, 0));
+        assert!(config.streams[0].validate);
+        assert!(!parse(MINIMAL).unwrap().streams[0].validate);
+        let e = error_text(&format!("[ingest]\nlisten = \"8080\"\n{MINIMAL}"));
+        assert!(e.starts_with("streams.toml:2: ingest.listen: \"8080\" is not host:port"), "{e}");
+        let e = error_text(&format!("[ingest]\nlisten = \"127.0.0.1:1\"\nmax_body = 0\n{MINIMAL}"));
+        assert!(e.starts_with("streams.toml:3: ingest.max_body: 0 is out of range"), "{e}");
+        let e = error_text(&format!("{MINIMAL}validate = \"yes\"\n"));
+        assert!(e.contains("validate"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Shared {
     pub refresh: Duration,
     /// Our own batch spans (does nothing unless `[otel]` is set).
     pub tracer: crate::traces::Tracer,
+    /// Where the fate of messages posted to the HTTP ingest front is recorded (`[ingest]` set).
+    pub ingest_status: Option<async_nats::jetstream::kv::Store>,
 }
 
 /// Why a stream task stopped (the supervisor restarts it).
@@ -108,6 +110,7 @@ struct Ctx {
     breaker: Arc<Breaker>,
     metrics: StreamMetrics,
     tracer: crate::traces::Tracer,
+    ingest_status: Option<async_nats::jetstream::kv::Store>,
 }
 
 impl Ctx {
@@ -139,6 +142,13 @@ impl Ctx {
                     Err(e) => {
                         tracing::warn!(sequence = p.sequence, error = %e, "could not terminate a dead-lettered message; it may come back and be dead-lettered twice")
                     }
+                }
+                if let Some(status) = &self.ingest_status
+                    && crate::ingest::is_ingested(p.headers.as_ref())
+                {
+                    let fate =
+                        crate::ingest::Fate::DeadLettered { class: class.to_string(), reason: reason.to_owned() };
+                    crate::ingest::record(status, &self.cfg.jetstream, p.sequence, &fate).await;
                 }
             }
             Err(e) => {
@@ -185,6 +195,7 @@ async fn pipeline<P: Processor>(
         breaker: Arc::clone(&shared.breaker),
         metrics: metrics.clone(),
         tracer: shared.tracer.clone(),
+        ingest_status: shared.ingest_status.clone(),
     });
     // Aborted when this function returns or unwinds, so a restarted stream never leaves one behind.
     let _lag =
@@ -430,6 +441,7 @@ impl<P: Processor> Writer<P> {
                         }
                     }
                     let committed_at = Utc::now();
+                    self.record_persisted(&batch, range.clone(), committed_at);
                     // Why here: the transaction holding these rows has committed; only now may JetStream forget them.
                     for entry in entries {
                         let latency = (committed_at - entry.msg.published).num_microseconds().unwrap_or(0);
@@ -508,6 +520,34 @@ impl<P: Processor> Writer<P> {
             };
             self.ctx.tracer.record(&span, batch.msgs.iter().map(|e| e.msg.headers.as_ref()));
         }
+    }
+
+    /// Records `persisted` for the messages of `range` that came in through the HTTP ingest front, in the
+    /// background (the JetStream path pays nothing; a failure leaves them `accepted`, and is logged).
+    fn record_persisted(&self, batch: &RowBatch<P>, range: Range<usize>, committed_at: DateTime<Utc>) {
+        let Some(status) = &self.ctx.ingest_status else { return };
+        let tables = self.ctx.cfg.processor.tables();
+        let fates: Vec<(u64, crate::ingest::Fate)> = range
+            .filter(|&i| crate::ingest::is_ingested(batch.msgs[i].msg.headers.as_ref()))
+            .map(|i| {
+                let mut written: Vec<&str> = batch.rows_of(i..i + 1).iter().map(|r| tables[P::table_of(r)]).collect();
+                written.dedup();
+                let fate = crate::ingest::Fate::Persisted {
+                    table: written.join(","),
+                    committed_at: committed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                };
+                (batch.msgs[i].msg.sequence, fate)
+            })
+            .collect();
+        if fates.is_empty() {
+            return;
+        }
+        let (status, jetstream) = (status.clone(), self.ctx.cfg.jetstream.clone());
+        tokio::spawn(async move {
+            for (sequence, fate) in fates {
+                crate::ingest::record(&status, &jetstream, sequence, &fate).await;
+            }
+        });
     }
 
     /// Commits, sending in-progress acks for `entries` every half ack_wait while the write takes (a lock, a slow

@@ -338,6 +338,7 @@ mod tests {
             nak_delay_max: Duration::from_secs(60),
             batches_in_flight: 2,
             writers: 2,
+            validate: false,
         }
     }
 

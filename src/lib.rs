@@ -15,6 +15,7 @@
 //! - [`db`]: the shared pool and the class of each database error.
 //! - [`tls`]: rustls client configs for NATS and PostgreSQL (CA, client certificate, how much is verified).
 //! - [`metrics`], [`http`]: Prometheus metrics; /metrics, /healthz and /readyz.
+//! - [`ingest`]: the HTTP ingest front (POST events, 202 once in JetStream, status by message id).
 //! - [`traces`]: our own OpenTelemetry spans (one per batch, linked to the publishers' `traceparent`), OTLP export.
 //! - [`legacy`]: `import-legacy`, the Go writer's JSON config → streams.toml.
 //! - [`status`]: the `status` command's report.
@@ -27,6 +28,7 @@ pub mod consumer;
 pub mod db;
 pub mod dlq;
 pub mod http;
+pub mod ingest;
 pub mod jetstream;
 pub mod legacy;
 pub mod metrics;
@@ -77,6 +79,17 @@ pub enum RunError {
     /// `[otel]` settings that cannot be used (an unreadable certificate).
     #[error("[otel]: {0}")]
     Otel(String),
+    /// The ingest front's status bucket cannot be made.
+    #[error("[ingest]: {0}")]
+    Ingest(String),
+    /// The ingest listener could not bind.
+    #[error("[ingest] listen = {listen}: {source}")]
+    IngestListen {
+        /// The address.
+        listen: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Shutdown did not finish in time; unacked messages will be redelivered (and deduplicated).
     #[error("shutdown did not finish within {0:?}; messages not yet acked will be redelivered")]
     ShutdownTimedOut(std::time::Duration),
@@ -113,6 +126,11 @@ pub async fn run_reloadable(
     }
     let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
     let metrics = Arc::new(metrics::Metrics::new());
+    // The ingest front's status bucket first: the writers record into it.
+    let ingest_status = match &config.ingest {
+        Some(i) => Some(ingest::status_bucket(&js, i.status_ttl).await.map_err(RunError::Ingest)?),
+        None => None,
+    };
     let spans_done = CancellationToken::new();
     let (tracer, exporter) =
         traces::start(config.otel.as_ref(), metrics.spans.clone(), spans_done.clone()).map_err(RunError::Otel)?;
@@ -139,6 +157,7 @@ pub async fn run_reloadable(
         metrics,
         refresh: config.http.refresh,
         tracer,
+        ingest_status: ingest_status.clone(),
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
@@ -164,6 +183,16 @@ pub async fn run_reloadable(
     for s in &config.streams {
         running.start(s.clone(), &shared);
     }
+    // The ingest front starts once the streams exist (created above), so a 202 always has a consumer behind it.
+    let (ingest_front, ingest_task) = match (&config.ingest, &ingest_status) {
+        (Some(i), Some(status)) => {
+            let front = ingest::Ingest::new(client.clone(), status.clone(), i.clone(), &config.streams);
+            let served = ingest::serve(i.listen, front.clone(), shutdown.clone()).await;
+            let task = served.map_err(|source| RunError::IngestListen { listen: i.listen, source })?;
+            (Some(front), Some(task))
+        }
+        _ => (None, None),
+    };
 
     let mut current = config.clone();
     let mut shared = shared;
@@ -175,6 +204,9 @@ pub async fn run_reloadable(
                 match reload(&current, &client, &pool, &shared, &mut running).await {
                     Ok((next, next_shared)) => {
                         shared.metrics.reload("applied");
+                        if let Some(front) = &ingest_front {
+                            front.set_streams(&next.streams);
+                        }
                         current = next;
                         shared = next_shared;
                     }
@@ -205,6 +237,9 @@ pub async fn run_reloadable(
     }
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some(task) = ingest_task {
+        let _ = task.await;
     }
     match drained {
         Ok(()) => {

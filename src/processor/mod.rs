@@ -154,6 +154,23 @@ pub trait Processor: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a;
 }
 
+/// Runs `kind`'s decoder on a payload without keeping the rows (the HTTP ingest front's `validate`).
+pub fn validate(kind: ProcessorKind, subject: &str, payload: &[u8], stream: &str) -> Result<(), DecodeError> {
+    fn check<P: Processor>(p: P, msg: &Incoming<'_>) -> Result<(), DecodeError> {
+        p.decode(msg, &mut Vec::new())
+    }
+    let msg = Incoming { subject, payload, published: chrono::Utc::now(), stream, sequence: 1 };
+    // The schema only names tables in SQL, which decoding never touches.
+    match kind {
+        ProcessorKind::Telemetry => check(telemetry::Telemetry::new("platform"), &msg),
+        ProcessorKind::Logs => check(logs::Logs::new("platform"), &msg),
+        ProcessorKind::Events => check(events::Events::new("platform"), &msg),
+        ProcessorKind::Sweep => check(sweep::Sweep::new("platform"), &msg),
+        ProcessorKind::Otel => check(otel::Otel::new("platform"), &msg),
+        ProcessorKind::Netflow => check(netflow::Netflow::new("platform", stream), &msg),
+    }
+}
+
 /// `"schema"."table"`, quoted for SQL.
 pub fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))

@@ -794,3 +794,26 @@ impl Drop for OtlpCollector {
         self.task.abort();
     }
 }
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: (status, response headers, body as text).
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, String) {
+    use http_body_util::BodyExt;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::builder().method(method).uri(path).header("host", "127.0.0.1");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+    let response = send.send_request(request).await.expect("HTTP response");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+}

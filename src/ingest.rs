@@ -1,0 +1,534 @@
+//! The HTTP ingest front (`[ingest] listen`): clients without NATS POST events and get 202 once JetStream has
+//! stored them, with a message id they can ask about later.
+//!
+//! - `POST /v1/events/{subject}`: one payload, as the subject's processor decodes it. Published with the
+//!   `Idempotency-Key` header as `Nats-Msg-Id`, so a retry within the stream's duplicate window answers with the
+//!   same sequence and `"duplicate": true`. 202 only after JetStream's publish acknowledgement.
+//! - `POST /v1/events/{subject}/batch`: a JSON array or NDJSON; each item published, acknowledgements awaited
+//!   together; one result per item.
+//! - `GET /v1/events/{message_id}`: `accepted` (stored, not yet committed), `persisted` (table, commit time),
+//!   `dead_lettered` (class, reason), or 404.
+//! - `GET /v1/openapi.json`: the OpenAPI description of the above.
+//!
+//! Status lives in a JetStream key-value bucket: the writers put `persisted` after the commit and the dead-letter
+//! path `dead_lettered`, for messages that came in here (marked with a header), so the JetStream path pays
+//! nothing for it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{IngestConfig, StreamConfig};
+use crate::processor::ProcessorKind;
+
+/// Marks a message that came in through this front: its fate is recorded for `GET /v1/events/{id}`.
+pub const INGEST_HEADER: &str = "Db-Event-Writer-Ingest";
+/// The key-value bucket holding the fate of ingested messages.
+pub const STATUS_BUCKET: &str = "db_event_writer_ingest";
+/// Longest accepted `Idempotency-Key`.
+const MAX_KEY: usize = 200;
+/// How long a request waits for JetStream's acknowledgement before answering 503.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One `[[stream]]` as the front sees it.
+#[derive(Debug)]
+struct Route {
+    jetstream: String,
+    consumer: String,
+    subjects: Vec<String>,
+    processor: ProcessorKind,
+    validate: bool,
+    /// The consumer's pending count, refreshed in the background (for the lag limit).
+    pending: AtomicU64,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    status: kv::Store,
+    config: IngestConfig,
+    routes: RwLock<Arc<Vec<Route>>>,
+}
+
+/// The fate of an ingested message, as stored in the status bucket.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Fate {
+    /// Its rows committed.
+    Persisted {
+        /// Table(s) written.
+        table: String,
+        /// When the transaction committed (RFC 3339).
+        committed_at: String,
+    },
+    /// It went to the dead-letter stream.
+    DeadLettered {
+        /// decode | rejected | max_deliver.
+        class: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The status bucket's key of a message: `<jetstream stream>.<sequence>`, which is also the message id (stream
+/// names cannot contain '.', so the id splits unambiguously at its last '.').
+pub fn message_id(jetstream: &str, sequence: u64) -> String {
+    format!("{jetstream}.{sequence}")
+}
+
+fn status_key(id: &str) -> String {
+    // Key-value keys allow [-/_=.a-zA-Z0-9]; stream names may hold other characters.
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || "-/_=.".contains(c) { c } else { '_' }).collect()
+}
+
+fn parse_message_id(id: &str) -> Option<(&str, u64)> {
+    let (stream, sequence) = id.rsplit_once('.')?;
+    let sequence = sequence.parse().ok().filter(|s| *s > 0)?;
+    (!stream.is_empty()).then_some((stream, sequence))
+}
+
+/// Creates (or opens) the status bucket, entries kept `ttl`.
+pub async fn status_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, String> {
+    match js.get_key_value(STATUS_BUCKET).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: STATUS_BUCKET.to_owned(),
+                description: "db-event-writer: the fate of messages posted to the HTTP ingest front".to_owned(),
+                max_age: ttl,
+                history: 1,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create the key-value bucket {STATUS_BUCKET}: {e}")),
+    }
+}
+
+/// Records the fate of an ingested message (best effort: a failure leaves it `accepted`, and is logged).
+pub async fn record(status: &kv::Store, jetstream: &str, sequence: u64, fate: &Fate) {
+    let value = serde_json::to_vec(fate).unwrap_or_default();
+    if let Err(e) = status.put(status_key(&message_id(jetstream, sequence)), value.into()).await {
+        tracing::warn!(jetstream, sequence, error = %e, "could not record an ingested message's status");
+    }
+}
+
+/// True when a message came in through the front.
+pub fn is_ingested(headers: Option<&async_nats::HeaderMap>) -> bool {
+    headers.is_some_and(|h| h.get(INGEST_HEADER).is_some())
+}
+
+/// NATS subject filter matching (`*` one token, `>` the rest).
+pub fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut f = filter.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (f.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A valid concrete subject to publish to: tokens non-empty, no wildcards or whitespace.
+fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.split('.').all(|t| !t.is_empty() && !t.contains(['*', '>']) && !t.chars().any(char::is_whitespace))
+}
+
+impl Ingest {
+    /// The front for `streams`, publishing through `client`.
+    pub fn new(client: async_nats::Client, status: kv::Store, config: IngestConfig, streams: &[StreamConfig]) -> Self {
+        let ingest = Ingest {
+            inner: Arc::new(Inner {
+                js: jetstream::new(client.clone()),
+                client,
+                status,
+                config,
+                routes: RwLock::new(Arc::new(Vec::new())),
+            }),
+        };
+        ingest.set_streams(streams);
+        ingest
+    }
+
+    /// Replaces the routing table (at start and on reload).
+    pub fn set_streams(&self, streams: &[StreamConfig]) {
+        let routes = streams
+            .iter()
+            .map(|s| Route {
+                jetstream: s.jetstream.clone(),
+                consumer: s.consumer.clone(),
+                subjects: s.subjects.clone(),
+                processor: s.processor,
+                validate: s.validate,
+                pending: AtomicU64::new(0),
+            })
+            .collect();
+        if let Ok(mut r) = self.inner.routes.write() {
+            *r = Arc::new(routes);
+        }
+    }
+
+    fn routes(&self) -> Arc<Vec<Route>> {
+        self.inner.routes.read().map(|r| Arc::clone(&r)).unwrap_or_default()
+    }
+
+    /// Keeps each route's consumer lag fresh, for the `max_lag` limit.
+    async fn refresh_lag(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for route in self.routes().iter() {
+                let Ok(stream) = self.inner.js.get_stream(&route.jetstream).await else { continue };
+                if let Ok(info) = stream.consumer_info(&route.consumer).await {
+                    route.pending.store(info.num_pending, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// Binds `listen` and serves until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    ingest: Ingest,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, "HTTP ingest front listening");
+    if ingest.inner.config.max_lag > 0 {
+        tokio::spawn(ingest.clone().refresh_lag(shutdown.clone()));
+    }
+    let max_body = ingest.inner.config.max_body;
+    let app = Router::new()
+        .route("/v1/events/{id}", post(publish_one).get(status))
+        .route("/v1/events/{subject}/batch", post(publish_batch))
+        .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(ingest);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP ingest listener failed");
+        }
+    }))
+}
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    reply(status, json!({ "error": message.into() }))
+}
+
+/// Why a publish was refused, as the HTTP status it maps to.
+struct Refusal(StatusCode, String, Option<u64>);
+
+impl Refusal {
+    fn into_response(self) -> Response {
+        let mut response = error(self.0, self.1);
+        if let Some(secs) = self.2
+            && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl Ingest {
+    /// The route for `subject`, or the 400 naming what may be posted to.
+    fn route_for(&self, subject: &str) -> Result<(Arc<Vec<Route>>, usize), Refusal> {
+        let routes = self.routes();
+        if !valid_subject(subject) {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("{subject:?} is not a NATS subject to publish to"),
+                None,
+            ));
+        }
+        match routes.iter().position(|r| r.subjects.iter().any(|f| subject_matches(f, subject))) {
+            Some(i) => Ok((routes, i)),
+            None => {
+                let allowed: Vec<&str> = routes.iter().flat_map(|r| r.subjects.iter().map(String::as_str)).collect();
+                Err(Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("no [[stream]] consumes {subject:?}; allowed subjects: {}", allowed.join(", ")),
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// Checks the limits and the payload; then publishes and waits for JetStream's acknowledgement.
+    async fn publish(
+        &self,
+        subject: &str,
+        route: &Route,
+        key: Option<String>,
+        payload: Bytes,
+    ) -> Result<Value, Refusal> {
+        if route.validate {
+            crate::processor::validate(route.processor, subject, &payload, &route.jetstream).map_err(|e| {
+                Refusal(
+                    StatusCode::BAD_REQUEST,
+                    format!("the {} processor refuses it: {e}", route.processor.name()),
+                    None,
+                )
+            })?;
+        }
+        let max_lag = self.inner.config.max_lag;
+        let pending = route.pending.load(Ordering::Relaxed);
+        if max_lag > 0 && pending > max_lag {
+            return Err(Refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("the stream's consumer is {pending} messages behind (limit {max_lag}); retry later"),
+                Some(1),
+            ));
+        }
+        if payload.len() as u64 > self.inner.client.server_info().max_payload as u64 {
+            return Err(Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("{} bytes is over the NATS server's max_payload", payload.len()),
+                None,
+            ));
+        }
+        if !matches!(self.inner.client.connection_state(), async_nats::connection::State::Connected) {
+            return Err(Refusal(StatusCode::SERVICE_UNAVAILABLE, "NATS is not reachable".into(), Some(1)));
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(INGEST_HEADER, "1");
+        if let Some(key) = &key {
+            headers.insert("Nats-Msg-Id", key.as_str());
+        }
+        let sent = self.inner.js.publish_with_headers(subject.to_owned(), headers, payload).await;
+        let ack = match sent {
+            Ok(future) => tokio::time::timeout(PUBLISH_TIMEOUT, future.into_future()).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match ack {
+            Ok(Ok(ack)) => Ok(json!({
+                "message_id": message_id(&ack.stream, ack.sequence),
+                "stream": ack.stream,
+                "sequence": ack.sequence,
+                "duplicate": ack.duplicate,
+            })),
+            Ok(Err(e)) => Err(publish_refusal(&e)),
+            Err(_) => Err(Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("JetStream did not acknowledge within {PUBLISH_TIMEOUT:?}"),
+                Some(1),
+            )),
+        }
+    }
+}
+
+fn publish_refusal(e: &async_nats::jetstream::context::PublishError) -> Refusal {
+    use async_nats::jetstream::context::PublishErrorKind as K;
+    let text = crate::db::explain(e);
+    match e.kind() {
+        K::MaxAckPending => Refusal(StatusCode::TOO_MANY_REQUESTS, text, Some(1)),
+        // A stream at its limits with discard=new refuses new messages.
+        _ if text.contains("maximum") => Refusal(StatusCode::TOO_MANY_REQUESTS, text, Some(5)),
+        _ => Refusal(StatusCode::SERVICE_UNAVAILABLE, text, Some(1)),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(k) if !k.trim().is_empty() && k.len() <= MAX_KEY && !k.chars().any(char::is_control) => {
+            Ok(Some(k.trim().to_owned()))
+        }
+        _ => Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters"),
+            None,
+        )),
+    }
+}
+
+async fn publish_one(
+    State(ingest): State<Ingest>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let (routes, i) = match ingest.route_for(&subject) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    match ingest.publish(&subject, &routes[i], key, body).await {
+        Ok(v) => reply(StatusCode::ACCEPTED, v),
+        Err(r) => r.into_response(),
+    }
+}
+
+/// The items of a batch body: a JSON array's elements, or NDJSON lines.
+fn batch_items(body: &[u8]) -> Result<Vec<Bytes>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(text).map_err(|e| format!("not a JSON array: {e}"))?;
+        return Ok(items.into_iter().map(|v| Bytes::copy_from_slice(v.get().as_bytes())).collect());
+    }
+    Ok(text.lines().filter(|l| !l.trim().is_empty()).map(|l| Bytes::copy_from_slice(l.as_bytes())).collect())
+}
+
+async fn publish_batch(
+    State(ingest): State<Ingest>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(r) => return r.into_response(),
+    };
+    let (routes, i) = match ingest.route_for(&subject) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let items = match batch_items(&body) {
+        Ok(items) if !items.is_empty() => items,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "the batch is empty"),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // Published concurrently, so the acknowledgements overlap instead of costing a round trip each.
+    let results = futures::future::join_all(items.into_iter().enumerate().map(|(n, item)| {
+        let (ingest, routes, subject) = (ingest.clone(), Arc::clone(&routes), subject.clone());
+        let key = key.as_ref().map(|k| format!("{k}-{n}"));
+        async move { ingest.publish(&subject, &routes[i], key, item).await }
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let items: Vec<Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => v,
+            Err(Refusal(status, message, _)) => json!({ "status": status.as_u16(), "error": message }),
+        })
+        .collect();
+    reply(StatusCode::ACCEPTED, json!({ "accepted": accepted, "rejected": items.len() - accepted, "items": items }))
+}
+
+async fn status(State(ingest): State<Ingest>, Path(id): Path<String>) -> Response {
+    let Some((stream, sequence)) = parse_message_id(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("{id:?} is not a message id (<stream>.<sequence>)"));
+    };
+    let unknown = || error(StatusCode::NOT_FOUND, format!("no message {id} came in through this front"));
+    match ingest.inner.status.get(status_key(&id)).await {
+        Ok(Some(value)) => {
+            let mut v: Value = serde_json::from_slice(&value).unwrap_or_else(|_| json!({}));
+            v["message_id"] = json!(id);
+            reply(StatusCode::OK, v)
+        }
+        Ok(None) => {
+            // Not committed yet, or never ingested here: the stream tells which.
+            let Ok(js_stream) = ingest.inner.js.get_stream(stream).await else { return unknown() };
+            match js_stream.get_raw_message(sequence).await {
+                Ok(m) if m.headers.get(INGEST_HEADER).is_some() => {
+                    reply(StatusCode::OK, json!({ "message_id": id, "status": "accepted" }))
+                }
+                _ => unknown(),
+            }
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot read the status bucket: {e}")),
+    }
+}
+
+/// The OpenAPI 3 description of the front (kept true by a test that walks it against the router).
+pub const OPENAPI: &str = include_str!("ingest_openapi.json");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_match_filters_as_nats_does() {
+        for (filter, subject, matches) in [
+            ("telemetry.>", "telemetry.host1", true),
+            ("telemetry.>", "telemetry.a.b", true),
+            ("telemetry.>", "telemetry", false),
+            ("logs.*.processed", "logs.syslog.processed", true),
+            ("logs.*.processed", "logs.syslog.raw", false),
+            ("logs.*.processed", "logs.a.b.processed", false),
+            ("events.ocsf.processed", "events.ocsf.processed", true),
+            ("events.ocsf.processed", "events.ocsf", false),
+        ] {
+            assert_eq!(subject_matches(filter, subject), matches, "{filter} ~ {subject}");
+        }
+        assert!(!valid_subject("a.*"));
+        assert!(!valid_subject("a..b"));
+        assert!(!valid_subject("a b"));
+        assert!(valid_subject("telemetry.host-1"));
+    }
+
+    #[test]
+    fn message_ids_round_trip_and_nonsense_is_refused() {
+        let id = message_id("events", 42);
+        assert_eq!(parse_message_id(&id), Some(("events", 42)));
+        assert_eq!(parse_message_id("events"), None);
+        assert_eq!(parse_message_id("events.0"), None);
+        assert_eq!(parse_message_id(".5"), None);
+        assert_eq!(parse_message_id("events.x"), None);
+        assert_eq!(status_key("ev ents:1.5"), "ev_ents_1.5");
+    }
+
+    #[test]
+    fn batch_bodies_are_json_arrays_or_ndjson() {
+        let items = batch_items(br#"[{"a":1}, {"b":[2,3]}]"#).unwrap();
+        assert_eq!(items, vec![Bytes::from(r#"{"a":1}"#), Bytes::from(r#"{"b":[2,3]}"#)]);
+        let items = batch_items(b"{\"a\":1}\n\n{\"b\":2}\n").unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(batch_items(b"[1,").unwrap_err().contains("not a JSON array"));
+        assert!(batch_items(&[0xff]).unwrap_err().contains("UTF-8"));
+    }
+
+    #[test]
+    fn the_fate_is_stored_as_tagged_json() {
+        let fate = Fate::DeadLettered { class: "decode".into(), reason: "bad".into() };
+        let text = serde_json::to_string(&fate).unwrap();
+        assert_eq!(text, r#"{"status":"dead_lettered","class":"decode","reason":"bad"}"#);
+        assert_eq!(serde_json::from_str::<Fate>(&text).unwrap(), fate);
+    }
+
+    #[test]
+    fn the_openapi_description_is_json_and_names_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.")), Some(true));
+        for path in ["/v1/events/{id}", "/v1/events/{subject}/batch", "/v1/openapi.json"] {
+            assert!(doc["paths"].get(path).is_some(), "{path} is not described");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The HTTP ingest front against a real nats-server and PostgreSQL: 202 only once stored, idempotent retries,
+//! routing and validation refusals, body limits, batches with partial failures, status from accepted to persisted
+//! or dead-lettered, and 503 while NATS is away.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+struct Front {
+    port: u16,
+}
+
+impl Front {
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let (status, _, text) = http_request(self.port, "POST", path, headers, body.to_vec()).await;
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (status, _, text) = http_request(self.port, "GET", path, &[], Vec::new()).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn status_of(&self, id: &str) -> String {
+        let (_, v) = self.get(&format!("/v1/events/{id}")).await;
+        v["status"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_events_are_stored_once_refused_clearly_and_can_be_followed_to_their_row() {
+    let mut nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("ingest");
+    let mut telemetry = TestStream::telemetry(&unique("in"));
+    telemetry.extra = "validate = true\n".into();
+    let events = TestStream::of("events", &unique("ev"));
+    let streams = [telemetry.clone(), events.clone()];
+    migrate(&common::config(&nats.url, &db.url, &streams)).await;
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, &streams)
+        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_body = 4096\n");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+    let front = Front { port };
+    wait_until(LIMIT, "the ingest listener", || async {
+        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let subject = telemetry.subject("host1");
+    let url = format!("/v1/events/{subject}");
+
+    // One event: 202 with where it was stored; the same Idempotency-Key again is the same message, not a new one.
+    let (status, first) = front.post(&url, &[("idempotency-key", "order-17")], &metric(1)).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(
+        (first["stream"].as_str(), first["duplicate"].as_bool()),
+        (Some(telemetry.jetstream.as_str()), Some(false))
+    );
+    let id = first["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(id, format!("{}.{}", telemetry.jetstream, first["sequence"]));
+    let (status, again) = front.post(&url, &[("idempotency-key", "order-17")], &metric(1)).await;
+    assert_eq!(status, 202);
+    assert_eq!((again["sequence"].clone(), again["duplicate"].as_bool()), (first["sequence"].clone(), Some(true)));
+    let (status, second) = front.post(&url, &[], &metric(2)).await;
+    assert_eq!(status, 202, "{second}");
+    wait_until(LIMIT, "2 rows", || async { db.count("timeseries_metrics").await == 2 }).await;
+    wait_until(LIMIT, "persisted", || async { front.status_of(&id).await == "persisted" }).await;
+    let (status, fate) = front.get(&format!("/v1/events/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!((fate["message_id"].as_str(), fate["table"].as_str()), (Some(id.as_str()), Some("timeseries_metrics")));
+    assert!(fate["committed_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{fate}");
+
+    // Refusals: a subject no stream consumes (naming what is allowed), a wildcard, a payload the validating
+    // stream's processor refuses, a body over max_body, a malformed Idempotency-Key.
+    let (status, e) = front.post("/v1/events/nowhere.at.all", &[], b"{}").await;
+    assert_eq!(status, 400);
+    let e = e["error"].as_str().unwrap();
+    assert!(e.contains("no [[stream]] consumes \"nowhere.at.all\"") && e.contains(&telemetry.subjects[0]), "{e}");
+    assert_eq!(
+        front.post(&format!("/v1/events/{}.*", telemetry.subjects[0].trim_end_matches(".>")), &[], b"{}").await.0,
+        400
+    );
+    let (status, e) = front.post(&url, &[], b"not json").await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("the telemetry processor refuses it"), "{e}");
+    let (status, _, _) = http_request(port, "POST", &url, &[], vec![b' '; 5000]).await;
+    assert_eq!(status, 413);
+    let long_key = "k".repeat(201);
+    assert_eq!(front.post(&url, &[("idempotency-key", &long_key)], &metric(3)).await.0, 400);
+
+    // Without validation a bad payload is accepted, then dead-lettered: the status says so, with the reason.
+    let (status, bad) = front.post(&format!("/v1/events/{}", events.subject("x")), &[], b"[1,2]").await;
+    assert_eq!(status, 202, "{bad}");
+    let bad_id = bad["message_id"].as_str().unwrap().to_owned();
+    wait_until(LIMIT, "dead-lettered", || async { front.status_of(&bad_id).await == "dead_lettered" }).await;
+    let (_, fate) = front.get(&format!("/v1/events/{bad_id}")).await;
+    assert_eq!(fate["class"].as_str(), Some("decode"));
+    assert!(!fate["reason"].as_str().unwrap_or_default().is_empty(), "{fate}");
+
+    // A batch: one result per item, the refused one with its own status; the rest stored.
+    let batch_url = format!("/v1/events/{subject}/batch");
+    let body =
+        format!("[{}, \"nope\", {}]", String::from_utf8(metric(10)).unwrap(), String::from_utf8(metric(11)).unwrap());
+    let (status, result) = front.post(&batch_url, &[("idempotency-key", "batch-1")], body.as_bytes()).await;
+    assert_eq!(status, 202, "{result}");
+    assert_eq!((result["accepted"].as_u64(), result["rejected"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(result["items"][1]["status"].as_u64(), Some(400));
+    assert_eq!(result["items"][2]["duplicate"].as_bool(), Some(false));
+    // The same batch again (NDJSON this time, same key): every item a duplicate, nothing new.
+    let line = |i: usize| serde_json::from_slice::<Value>(&metric(i)).unwrap().to_string();
+    let ndjson = format!("{}\n\"nope\"\n{}\n", line(10), line(11));
+    let (_, again) = front.post(&batch_url, &[("idempotency-key", "batch-1")], ndjson.as_bytes()).await;
+    assert_eq!(again["items"][0]["duplicate"].as_bool(), Some(true), "{again}");
+    assert_eq!(again["items"][2]["sequence"], result["items"][2]["sequence"]);
+    assert_eq!(front.post(&batch_url, &[], b"[]").await.0, 400);
+    wait_until(LIMIT, "4 rows", || async { db.count("timeseries_metrics").await == 4 }).await;
+
+    // Status of what this front never saw: 404, whether nonsense or a message published straight to NATS.
+    assert_eq!(front.get("/v1/events/nonsense").await.0, 404);
+    assert_eq!(front.get(&format!("/v1/events/{}.999999", telemetry.jetstream)).await.0, 404);
+    let js = nats.jetstream().await;
+    let direct = js.publish(telemetry.subject("direct"), metric(50).into()).await.unwrap().await.unwrap();
+    assert_eq!(front.get(&format!("/v1/events/{}.{}", direct.stream, direct.sequence)).await.0, 404);
+
+    // The description served is the one in the source.
+    let (status, doc) = front.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc, serde_json::from_str::<Value>(db_event_writer::ingest::OPENAPI).unwrap());
+
+    // NATS away: 503 (never 202); back: 202 again.
+    let outage = tokio::task::spawn_blocking(move || {
+        nats.restart(Duration::from_secs(3));
+        nats
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, e) = front.post(&url, &[], &metric(60)).await;
+    assert_eq!(status, 503, "{e}");
+    let _nats = outage.await.unwrap();
+    wait_until(LIMIT, "202 after NATS is back", || async { front.post(&url, &[], &metric(61)).await.0 == 202 }).await;
+    wait_until(LIMIT, "the rows of the direct and the last messages", || async {
+        db.count("timeseries_metrics").await == 6
+    })
+    .await;
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{}", daemon.log_text());
+}
