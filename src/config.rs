@@ -251,6 +251,9 @@ struct RawIngest {
     /// How long the fate of a posted message stays queryable.
     #[serde(default)]
     status_ttl: Option<Spanned<String>>,
+    /// Bearer tokens (SHA-256 hashes, subjects, rate limits); re-read when it changes. Absent: no authentication.
+    #[serde(default)]
+    tokens_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -588,6 +591,8 @@ pub struct IngestConfig {
     pub max_lag: u64,
     /// How long the fate of a posted message stays queryable.
     pub status_ttl: Duration,
+    /// Bearer tokens file; `None`: no authentication (say so in the logs).
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl IngestConfig {
@@ -1021,6 +1026,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
                 },
                 status_ttl: opt_duration(at, i.status_ttl.as_ref(), "ingest.status_ttl")?
                     .unwrap_or(IngestConfig::DEFAULT_STATUS_TTL),
+                tokens_file: i.tokens_file.map(|f| PathBuf::from(f.into_inner())),
             })
         }
         None => None,
@@ -1364,6 +1370,11 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err(format!("{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"));
     }
     Ok(())
+}
+
+/// A NATS subject filter (for other modules' files: the ingest tokens' `subjects`).
+pub fn check_subject_filter(subject: &str) -> Result<(), String> {
+    check_subject(subject)
 }
 
 /// A NATS subject filter: non-empty tokens, `*` only as a whole token, `>` only as the last token.

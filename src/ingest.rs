@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{IngestConfig, StreamConfig};
 use crate::processor::ProcessorKind;
 
+pub mod tokens;
+
+use tokens::{Denied, Tokens};
+
 /// Marks a message that came in through this front: its fate is recorded for `GET /v1/events/{id}`.
 pub const INGEST_HEADER: &str = "Db-Event-Writer-Ingest";
 /// The key-value bucket holding the fate of ingested messages.
@@ -65,6 +69,8 @@ struct Inner {
     status: kv::Store,
     config: IngestConfig,
     routes: RwLock<Arc<Vec<Route>>>,
+    /// `None`: no authentication.
+    tokens: Option<Tokens>,
 }
 
 /// The fate of an ingested message, as stored in the status bucket.
@@ -157,8 +163,14 @@ fn valid_subject(subject: &str) -> bool {
 }
 
 impl Ingest {
-    /// The front for `streams`, publishing through `client`.
-    pub fn new(client: async_nats::Client, status: kv::Store, config: IngestConfig, streams: &[StreamConfig]) -> Self {
+    /// The front for `streams`, publishing through `client`; fails when the tokens file is unusable.
+    pub fn new(
+        client: async_nats::Client,
+        status: kv::Store,
+        config: IngestConfig,
+        streams: &[StreamConfig],
+    ) -> Result<Self, String> {
+        let tokens = config.tokens_file.as_deref().map(Tokens::from_file).transpose()?;
         let ingest = Ingest {
             inner: Arc::new(Inner {
                 js: jetstream::new(client.clone()),
@@ -166,10 +178,56 @@ impl Ingest {
                 status,
                 config,
                 routes: RwLock::new(Arc::new(Vec::new())),
+                tokens,
             }),
         };
         ingest.set_streams(streams);
-        ingest
+        Ok(ingest)
+    }
+
+    /// Checks the bearer token: known (401), allowed to post to `subject` (403), within its rate for `items`
+    /// requests (429 with the limit); the refusal, or `None` to go on. Without a tokens file everyone may.
+    fn refusal(&self, headers: &HeaderMap, subject: Option<&str>, items: usize) -> Option<Response> {
+        self.authorize(headers, subject, items).err().map(|r| *r)
+    }
+
+    fn authorize(&self, headers: &HeaderMap, subject: Option<&str>, items: usize) -> Result<(), Box<Response>> {
+        let Some(tokens) = &self.inner.tokens else { return Ok(()) };
+        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let (all, i) = tokens.authenticate(presented).map_err(|_| {
+            let mut r = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required (Authorization: Bearer …)");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            Box::new(r)
+        })?;
+        let token = &all[i];
+        if let Some(subject) = subject
+            && !token.allows(subject)
+        {
+            let allowed = token.subjects.as_deref().unwrap_or_default().join(", ");
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                format!("token {:?} may not post to {subject:?}; it may post to: {allowed}", token.name),
+            )));
+        }
+        match token.take(items) {
+            Ok(()) => Ok(()),
+            Err(Denied::RateLimited(rate, burst, retry)) => {
+                let mut r = reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({
+                        "error": format!("token {:?} is over its rate limit", token.name),
+                        "limit": { "rate_per_second": rate, "burst": burst },
+                    }),
+                );
+                if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                Err(Box::new(r))
+            }
+            Err(Denied::Unauthenticated) => {
+                Err(Box::new(error(StatusCode::UNAUTHORIZED, "a valid bearer token is required")))
+            }
+        }
     }
 
     /// Replaces the routing table (at start and on reload).
@@ -223,6 +281,12 @@ pub async fn serve(
     tracing::info!(listen = %listener.local_addr()?, "HTTP ingest front listening");
     if ingest.inner.config.max_lag > 0 {
         tokio::spawn(ingest.clone().refresh_lag(shutdown.clone()));
+    }
+    match (&ingest.inner.tokens, &ingest.inner.config.tokens_file) {
+        (Some(tokens), Some(file)) => {
+            tokio::spawn(tokens.clone().watch(file.clone(), Duration::from_secs(2), shutdown.clone()));
+        }
+        _ => tracing::warn!("[ingest] has no tokens_file: anyone who reaches {listen} may post"),
     }
     let max_body = ingest.inner.config.max_body;
     let app = Router::new()
@@ -380,6 +444,9 @@ async fn publish_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(r) = ingest.refusal(&headers, Some(&subject), 1) {
+        return r;
+    }
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
         Err(r) => return r.into_response(),
@@ -411,6 +478,10 @@ async fn publish_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Who it is and where it may post first; the rate is charged per item below.
+    if let Some(r) = ingest.refusal(&headers, Some(&subject), 0) {
+        return r;
+    }
     let key = match idempotency_key(&headers) {
         Ok(k) => k,
         Err(r) => return r.into_response(),
@@ -424,6 +495,10 @@ async fn publish_batch(
         Ok(_) => return error(StatusCode::BAD_REQUEST, "the batch is empty"),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    // Each item counts against the token's rate.
+    if let Some(r) = ingest.refusal(&headers, Some(&subject), items.len()) {
+        return r;
+    }
     // Published concurrently, so the acknowledgements overlap instead of costing a round trip each.
     let results = futures::future::join_all(items.into_iter().enumerate().map(|(n, item)| {
         let (ingest, routes, subject) = (ingest.clone(), Arc::clone(&routes), subject.clone());
@@ -442,7 +517,10 @@ async fn publish_batch(
     reply(StatusCode::ACCEPTED, json!({ "accepted": accepted, "rejected": items.len() - accepted, "items": items }))
 }
 
-async fn status(State(ingest): State<Ingest>, Path(id): Path<String>) -> Response {
+async fn status(State(ingest): State<Ingest>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(r) = ingest.refusal(&headers, None, 0) {
+        return r;
+    }
     let Some((stream, sequence)) = parse_message_id(&id) else {
         return error(StatusCode::NOT_FOUND, format!("{id:?} is not a message id (<stream>.<sequence>)"));
     };

@@ -48,6 +48,8 @@ enum Command {
         /// The Go writer's JSON file (e.g. /etc/serviceradar/consumers/db-event-writer.json).
         path: PathBuf,
     },
+    /// Read a bearer token on standard input and print its SHA-256, for the ingest front's tokens_file.
+    HashToken,
     /// Publish one payload to JetStream and wait for its ack (demos, manual replays).
     Publish {
         /// Subject to publish on.
@@ -85,6 +87,15 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::HashToken = &cli.command {
+        let mut token = String::new();
+        if std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).is_err() || token.trim().is_empty() {
+            eprintln!("error: give the token on standard input");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        println!("{}", db_event_writer::ingest::tokens::hash(token.trim()));
+        return ExitCode::SUCCESS;
+    }
     if let Command::ImportLegacy { path } = &cli.command {
         return match db_event_writer::legacy::import(path) {
             Ok(text) => {
@@ -128,7 +139,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::ImportLegacy { .. } => Ok(()),
+        Command::ImportLegacy { .. } | Command::HashToken => Ok(()),
         Command::Publish { subject, file } => runtime().and_then(|rt| rt.block_on(publish(config, subject, file))),
     };
     match result {

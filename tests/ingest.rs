@@ -152,3 +152,118 @@ async fn posted_events_are_stored_once_refused_clearly_and_can_be_followed_to_th
     let mut daemon = daemon;
     assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{}", daemon.log_text());
 }
+
+/// `db-event-writer hash-token`, fed `token` on standard input.
+fn hash_token(token: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(daemon_bin())
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_limit_who_posts_where_and_how_fast_and_reload_without_a_restart() {
+    const ADMIN: &str = "adm-t0ken-4471";
+    const EVENTS_ONLY: &str = "evt-t0ken-9902";
+    const LATER: &str = "new-t0ken-1288";
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("ingest_auth");
+    let telemetry = TestStream::telemetry(&unique("auth"));
+    let events = TestStream::of("events", &unique("aev"));
+    let streams = [telemetry.clone(), events.clone()];
+    migrate(&common::config(&nats.url, &db.url, &streams)).await;
+    let tokens_file = dir.path().join("tokens.toml");
+    let write_tokens = |entries: &[(&str, &str, &str)]| {
+        let text: String = entries
+            .iter()
+            .map(|(name, token, rest)| {
+                format!("[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\n{rest}\n", hash_token(token))
+            })
+            .collect();
+        std::fs::write(&tokens_file, text).unwrap();
+    };
+    let events_rights = format!("subjects = [\"{}\"]\nrate = 0.5\nburst = 2\n", events.subjects[0]);
+    write_tokens(&[("admin", ADMIN, ""), ("events-feed", EVENTS_ONLY, &events_rights)]);
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, &streams)
+        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"{}\"\n", tokens_file.display());
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+    let front = Front { port };
+    wait_until(LIMIT, "the ingest listener", || async {
+        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let bearer = |t: &str| format!("Bearer {t}");
+    let telemetry_url = format!("/v1/events/{}", telemetry.subject("h"));
+    let events_url = format!("/v1/events/{}", events.subject("x"));
+    let event = |i: usize| {
+        format!(
+            r#"{{"id":"00000000-0000-4000-8000-{i:012x}","time":"2026-05-01T12:00:00Z","class_uid":1008,"category_uid":1,"type_uid":100801,"activity_id":1,"severity_id":2,"message":"e","metadata":{{"version":"1.7.0"}}}}"#
+        )
+        .into_bytes()
+    };
+
+    // No token, a wrong one: 401 with the challenge.
+    let (status, headers, _) = http_request(port, "POST", &telemetry_url, &[], metric(1)).await;
+    assert_eq!((status, headers.get("www-authenticate").map(|v| v.to_str().unwrap())), (401, Some("Bearer")));
+    assert_eq!(front.post(&telemetry_url, &[("authorization", &bearer("nope"))], &metric(1)).await.0, 401);
+    assert_eq!(front.get("/v1/events/x.1").await.0, 401);
+    // The admin token posts anywhere; the events token only to its subjects (403 names them).
+    let (status, v) = front.post(&telemetry_url, &[("authorization", &bearer(ADMIN))], &metric(1)).await;
+    assert_eq!(status, 202, "{v}");
+    let (status, e) = front.post(&telemetry_url, &[("authorization", &bearer(EVENTS_ONLY))], &metric(2)).await;
+    assert_eq!(status, 403);
+    assert!(e["error"].as_str().unwrap().contains(&events.subjects[0]), "{e}");
+    // Its rate: a burst of 2, then 429 with the limit in the body and Retry-After.
+    for i in 0..2 {
+        let (status, v) = front.post(&events_url, &[("authorization", &bearer(EVENTS_ONLY))], &event(i)).await;
+        assert_eq!(status, 202, "{v}");
+    }
+    let (status, headers, body) =
+        http_request(port, "POST", &events_url, &[("authorization", &bearer(EVENTS_ONLY))], event(3)).await;
+    assert_eq!(status, 429, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["limit"]["rate_per_second"].as_f64(), v["limit"]["burst"].as_f64()), (Some(0.5), Some(2.0)));
+    assert!(headers.get("retry-after").is_some());
+    // A batch counts each item.
+    let batch = format!("[{}, {}]", String::from_utf8(event(4)).unwrap(), String::from_utf8(event(5)).unwrap());
+    let batch_url = format!("{events_url}/batch");
+    assert_eq!(front.post(&batch_url, &[("authorization", &bearer(EVENTS_ONLY))], batch.as_bytes()).await.0, 429);
+    wait_until(LIMIT, "3 rows", || async {
+        db.count("timeseries_metrics").await == 1 && db.count("ocsf_events").await == 2
+    })
+    .await;
+
+    // The file changes: the old admin token stops working and the new one works, without a restart.
+    write_tokens(&[("admin", LATER, "")]);
+    wait_until(LIMIT, "the new token in force", || async {
+        front.post(&telemetry_url, &[("authorization", &bearer(LATER))], &metric(7)).await.0 == 202
+    })
+    .await;
+    assert_eq!(front.post(&telemetry_url, &[("authorization", &bearer(ADMIN))], &metric(8)).await.0, 401);
+    // A broken file is refused and the tokens in force kept.
+    std::fs::write(&tokens_file, "[[token]]\nname = \"x\"\nsha256 = \"short\"\n").unwrap();
+    wait_until(LIMIT, "the broken file reported", || async {
+        daemon.log_text().contains("ingest tokens file rejected")
+    })
+    .await;
+    assert_eq!(front.post(&telemetry_url, &[("authorization", &bearer(LATER))], &metric(9)).await.0, 202);
+
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.wait_exit(Duration::from_secs(30)).success());
+    let log = daemon.log_text();
+    for secret in [ADMIN, EVENTS_ONLY, LATER] {
+        assert!(!log.contains(secret), "a token reached the log:\n{log}");
+    }
+}
