@@ -254,6 +254,21 @@ struct RawIngest {
     /// Bearer tokens (SHA-256 hashes, subjects, rate limits); re-read when it changes. Absent: no authentication.
     #[serde(default)]
     tokens_file: Option<Spanned<String>>,
+    /// TLS on the listener: certificate, key, and a CA for client certificates.
+    #[serde(default)]
+    tls: Option<Spanned<RawServerTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServerTls {
+    /// The listener's certificate chain (PEM).
+    cert_file: Spanned<String>,
+    /// Its private key (PEM).
+    key_file: Spanned<String>,
+    /// When set, clients must present a certificate signed by this CA.
+    #[serde(default)]
+    client_ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -593,6 +608,19 @@ pub struct IngestConfig {
     pub status_ttl: Duration,
     /// Bearer tokens file; `None`: no authentication (say so in the logs).
     pub tokens_file: Option<PathBuf>,
+    /// TLS on the listener; `None`: plain HTTP.
+    pub tls: Option<ServerTls>,
+}
+
+/// A TLS listener's files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerTls {
+    /// Certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// CA that client certificates must chain to; `None`: no client certificates asked for.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl IngestConfig {
@@ -1027,6 +1055,14 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
                 status_ttl: opt_duration(at, i.status_ttl.as_ref(), "ingest.status_ttl")?
                     .unwrap_or(IngestConfig::DEFAULT_STATUS_TTL),
                 tokens_file: i.tokens_file.map(|f| PathBuf::from(f.into_inner())),
+                tls: i.tls.map(|t| {
+                    let t = t.into_inner();
+                    ServerTls {
+                        cert_file: t.cert_file.into_inner().into(),
+                        key_file: t.key_file.into_inner().into(),
+                        client_ca_file: t.client_ca_file.map(|c| c.into_inner().into()),
+                    }
+                }),
             })
         }
         None => None,

@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -289,18 +290,77 @@ pub async fn serve(
         _ => tracing::warn!("[ingest] has no tokens_file: anyone who reaches {listen} may post"),
     }
     let max_body = ingest.inner.config.max_body;
+    let tls = match &ingest.inner.config.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            crate::tls::server_config(&t.cert_file, &t.key_file, t.client_ca_file.as_deref(), "ingest.tls")
+                .map_err(std::io::Error::other)?,
+        ))),
+        None => None,
+    };
     let app = Router::new()
         .route("/v1/events/{id}", post(publish_one).get(status))
         .route("/v1/events/{subject}/batch", post(publish_batch))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(ingest);
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP ingest listener failed");
-        }
-    }))
+    Ok(match tls {
+        None => tokio::spawn(async move {
+            let served =
+                axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP ingest listener failed");
+            }
+        }),
+        Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, shutdown)),
+    })
+}
+
+/// HTTPS: each connection's TLS handshake, then HTTP/1.1 on it; at shutdown, stop accepting and let each
+/// connection finish the request in progress.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    shutdown: CancellationToken,
+) {
+    let connections = tokio_util::task::TaskTracker::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest accept failed");
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
+        connections.spawn(async move {
+            // A client that never finishes its handshake must not hold a task for ever.
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "ingest TLS handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {

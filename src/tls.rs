@@ -114,6 +114,40 @@ fn roots(files: &TlsFiles, key: &str) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
+/// A rustls server config for a listener: its certificate and key, and, when `client_ca` is given, client
+/// certificates required and checked against it. Errors name the key of the file that is wrong.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    section: &str,
+) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{section}: {e}"))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certificates(ca, &format!("{section}.client_ca_file"))? {
+                roots.add(c).map_err(|e| format!("{section}.client_ca_file {}: {e}", ca.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("{section}.client_ca_file {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let chain = certificates(cert, &format!("{section}.cert_file"))?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("{section}.key_file {}: {}", key.display(), pem_error(e)))?;
+    let mut config =
+        builder.with_single_cert(chain, private).map_err(|e| format!("{section}.cert_file/key_file: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Verifies against a configured name instead of the connected host (`server_name`), or (`verify-ca`, `roots`
 /// set) checks the chain alone.
 #[derive(Debug)]

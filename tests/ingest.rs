@@ -267,3 +267,93 @@ async fn bearer_tokens_limit_who_posts_where_and_how_fast_and_reload_without_a_r
         assert!(!log.contains(secret), "a token reached the log:\n{log}");
     }
 }
+
+/// A POST over TLS trusting `ca`, with a client certificate when given: the status, or the handshake's error.
+async fn https_post(
+    port: u16,
+    ca: &std::path::Path,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await.map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = http::Request::post(path)
+        .header("host", "127.0.0.1")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    // With TLS 1.3 a refused client certificate shows up at the first read, not in the handshake.
+    send.send_request(request).await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_speaks_tls_and_can_require_client_certificates() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("ingest_tls");
+    let pki = Pki::generate(dir.path(), "in");
+    let other = Pki::generate(dir.path(), "other");
+    let telemetry = TestStream::telemetry(&unique("tls"));
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&telemetry))).await;
+    let url = format!("/v1/events/{}", telemetry.subject("h"));
+    for (case, client_ca) in [("server certificate only", None), ("client certificates required", Some(&pki.ca))] {
+        let port = free_port();
+        let mut tls = format!(
+            "\n[ingest.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        );
+        if let Some(ca) = client_ca {
+            tls.push_str(&format!("client_ca_file = \"{}\"\n", ca.display()));
+        }
+        let text = config_text(&nats.url, &db.url, std::slice::from_ref(&telemetry))
+            + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\n{tls}");
+        let path = dir.path().join(format!("{port}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let daemon = Daemon::spawn(&path, dir.path().join(format!("{port}.log")));
+        let client = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+        wait_until(LIMIT, "the TLS listener", || async {
+            https_post(port, &pki.ca, client, &url, metric(0)).await.is_ok_and(|s| s == 202)
+        })
+        .await;
+        // Plain HTTP to a TLS port gets no HTTP answer.
+        assert!(http_get(port, "/v1/openapi.json").await.is_none_or(|(s, _)| s != 200), "{case}");
+        // A client that does not trust the server's CA refuses it.
+        assert!(https_post(port, &other.ca, client, &url, metric(1)).await.is_err(), "{case}");
+        let without = https_post(port, &pki.ca, None, &url, metric(2)).await;
+        let foreign = https_post(port, &pki.ca, Some((&other.client_cert, &other.client_key)), &url, metric(3)).await;
+        if client_ca.is_some() {
+            assert!(without.is_err(), "{case}: no client certificate: {without:?}");
+            assert!(foreign.is_err(), "{case}: another CA's certificate: {foreign:?}");
+        } else {
+            assert_eq!((without, foreign), (Ok(202), Ok(202)), "{case}");
+        }
+        daemon.signal("TERM");
+        let mut daemon = daemon;
+        assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{case}: {}", daemon.log_text());
+    }
+}
