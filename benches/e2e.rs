@@ -9,6 +9,9 @@
 //! method), and a rate-limited run at 20% of the measured rate for publish → commit latency. Each measurement
 //! is repeated and the median reported, with the spread.
 //!
+//! `ingest` (in `--processors`, by default) runs the HTTP ingest front at a steady 1,000 requests/s for
+//! `--ingest-secs` (default 10) for the latency of its 202s, then closed-loop for its maximum rate.
+//!
 //! Options (after `--`): `--messages N` (telemetry; otel N/8 messages of ten rows; the others N/2), `--processors a,b,...`,
 //! `--batch-size N`, `--latency-secs N`, `--repeat N` (default 3).
 
@@ -29,15 +32,17 @@ struct Options {
     batch_size: Option<usize>,
     latency_secs: u64,
     repeat: usize,
+    ingest_secs: u64,
 }
 
 fn options() -> Options {
     let mut o = Options {
         messages: 200_000,
-        processors: ["telemetry", "logs", "events", "otel", "netflow", "sweep"].map(String::from).to_vec(),
+        processors: ["telemetry", "logs", "events", "otel", "netflow", "sweep", "ingest"].map(String::from).to_vec(),
         batch_size: None,
         latency_secs: 20,
         repeat: 3,
+        ingest_secs: 10,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -49,6 +54,7 @@ fn options() -> Options {
             "--batch-size" => o.batch_size = Some(value.parse().expect("--batch-size N")),
             "--latency-secs" => o.latency_secs = value.parse().expect("--latency-secs N"),
             "--repeat" => o.repeat = value.parse::<usize>().expect("--repeat N").max(1),
+            "--ingest-secs" => o.ingest_secs = value.parse().expect("--ingest-secs N"),
             "--bench" => {
                 i += 1;
                 continue;
@@ -490,7 +496,7 @@ async fn main() {
     let o = options();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut results: Vec<(String, Measured)> = Vec::new();
-    for p in &o.processors {
+    for p in o.processors.iter().filter(|p| *p != "ingest") {
         let n = match p.as_str() {
             "telemetry" => o.messages,
             // Ten points (rows) per message.
@@ -528,6 +534,13 @@ async fn main() {
         (Some(baseline), Some((rate, lat)))
     } else {
         (None, None)
+    };
+
+    let ingest = if o.processors.iter().any(|p| p == "ingest") {
+        eprintln!("bench: HTTP ingest: 1,000 requests/s for {} s, then the maximum rate ...", o.ingest_secs);
+        Some(ingest_load(o.ingest_secs).await)
+    } else {
+        None
     };
 
     let pg = db_event_writer_pg_version().await;
@@ -605,12 +618,141 @@ async fn main() {
             o.latency_secs
         );
     }
+    if let Some(l) = &ingest {
+        let _ = writeln!(
+            md,
+            "\nHTTP ingest (`POST /v1/events/{{subject}}`, one telemetry event per request, HTTP/1.1 keep-alive, the daemon writing them as they come): at a steady 1,000 requests/s for {} s, {} requests, 202 in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (measured from each request's scheduled time; target p99 < 10 ms); maximum sustained rate with {} concurrent connections for 5 s: {:.0} requests/s. Every 202 became exactly one row.",
+            o.ingest_secs, l.steady_requests, l.p50_ms, l.p99_ms, l.max_ms, LOAD_CONNECTIONS, l.max_rate
+        );
+    }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     let previous = std::fs::read_to_string(&path).unwrap_or_default();
     let notes = previous.split_once("\n## Notes").map(|(_, rest)| format!("\n## Notes{rest}")).unwrap_or_default();
     std::fs::write(&path, format!("{md}{notes}")).unwrap();
     println!("{md}");
     eprintln!("bench: wrote {}", path.display());
+}
+
+/// Concurrent connections of the maximum-rate run.
+const LOAD_CONNECTIONS: usize = 16;
+
+struct IngestLoad {
+    steady_requests: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    max_rate: f64,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+async fn connection(port: u16) -> Sender {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = tcp.set_nodelay(true);
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// POSTs one payload on `send`; the status.
+async fn post(send: &mut Sender, path: &str, body: Vec<u8>) -> u16 {
+    send.ready().await.unwrap();
+    let request = http::Request::post(path)
+        .header("host", "127.0.0.1")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = send.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    status
+}
+
+/// The ingest front under a steady 1,000 requests/s (latency of each 202 from its scheduled time, so a stall
+/// counts against every request it delays), then closed-loop on 16 connections for the maximum rate.
+async fn ingest_load(steady_secs: u64) -> IngestLoad {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("bench-ingest");
+    let stream = TestStream::telemetry("bench");
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream))
+        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\n");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    let daemon = Daemon::spawn_logging(&path, dir.path().join("daemon.log"), "warn");
+    wait_until(Duration::from_secs(30), "the ingest listener", || async {
+        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let url = format!("/v1/events/{}", stream.subject("load"));
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let body = {
+        let counter = counter.clone();
+        move || metric(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    };
+
+    // Steady: a pool of keep-alive connections, a request every millisecond, each on a free connection.
+    let pool = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    for _ in 0..32 {
+        pool.lock().await.push(connection(port).await);
+    }
+    let start = Instant::now();
+    let total = (steady_secs * 1000) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + Duration::from_millis(i as u64);
+        tokio::time::sleep_until(due.into()).await;
+        let (pool, url, payload) = (pool.clone(), url.clone(), body());
+        tasks.push(tokio::spawn(async move {
+            let mut send = match pool.lock().await.pop() {
+                Some(s) => s,
+                None => connection(port).await,
+            };
+            let status = post(&mut send, &url, payload).await;
+            let took = due.elapsed().as_secs_f64() * 1000.0;
+            pool.lock().await.push(send);
+            (status, took)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        let (status, ms) = t.await.unwrap();
+        assert_eq!(status, 202, "a steady-load request was not accepted");
+        latencies.push(ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let (p50_ms, p99_ms, max_ms) = (pct(0.5), pct(0.99), latencies[latencies.len() - 1]);
+
+    // Maximum: closed loop, each connection sending its next request as soon as the last is answered.
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let until = Instant::now() + Duration::from_secs(5);
+    let workers: Vec<_> = (0..LOAD_CONNECTIONS)
+        .map(|_| {
+            let (accepted, url, body) = (accepted.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut send = connection(port).await;
+                while Instant::now() < until {
+                    if post(&mut send, &url, body()).await == 202 {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let began = Instant::now();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let max_rate = accepted.load(std::sync::atomic::Ordering::Relaxed) as f64 / began.elapsed().as_secs_f64();
+
+    let posted = counter.load(std::sync::atomic::Ordering::Relaxed) as i64;
+    wait_drained(&nats.jetstream().await, &stream, Duration::from_secs(120)).await;
+    assert_eq!(db.count("timeseries_metrics").await, posted, "every accepted request is one row");
+    daemon.signal("TERM");
+    IngestLoad { steady_requests: total, p50_ms, p99_ms, max_ms, max_rate }
 }
 
 async fn db_event_writer_pg_version() -> String {
