@@ -404,3 +404,71 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_de
     assert!(out.status.success(), "schemathesis:\n{report}");
     assert!(!report.contains("FAILED"), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_stream_or_a_consumer_far_behind_answers_429_with_retry_after() {
+    use async_nats::jetstream::stream::{Config as StreamCfg, DiscardPolicy};
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let proxy = Proxy::start(5432).await;
+    let dir = TempDir::new("ingest_429");
+    let telemetry = TestStream::telemetry(&unique("lag"));
+    let small = TestStream::telemetry(&unique("full"));
+    let streams = [telemetry.clone(), small.clone()];
+    let port = free_port();
+    let text = config_text(&nats.url, &proxy.url_for(&db.url), &streams)
+        .replace("[daemon]", "[breaker]\nfailures = 1\ncooldown = \"1s\"\n\n[daemon]")
+        .replace("pool_size = 4", "pool_size = 4\nconnect_timeout = \"1s\"")
+        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = 5\n");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, &text).unwrap();
+    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &telemetry).await;
+    // Three messages at most, new ones refused: a stream at its limits (the daemon never changes a stream).
+    let full = StreamCfg {
+        name: small.jetstream.clone(),
+        subjects: small.subjects.clone(),
+        max_messages: 3,
+        discard: DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.create_stream(full).await.unwrap();
+    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+    let front = Front { port };
+    wait_until(LIMIT, "the ingest listener", || async {
+        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+
+    let small_url = format!("/v1/events/{}", small.subject("h"));
+    for i in 0..3 {
+        assert_eq!(front.post(&small_url, &[], &metric(i)).await.0, 202);
+    }
+    let (status, headers, body) = http_request(port, "POST", &small_url, &[], metric(3)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.get("retry-after").is_some() && body.contains("maximum"), "{body}");
+
+    // The database away: the breaker stops fetching, messages pile up in JetStream, the front says 429.
+    let url = format!("/v1/events/{}", telemetry.subject("h"));
+    proxy.cut();
+    let subject = telemetry.subject("direct");
+    publish_all(&js, (10..30).map(|i| (subject.clone(), metric(i)))).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    publish_all(&js, (30..80).map(|i| (subject.clone(), metric(i)))).await;
+    // Until the lag shows (refreshed every second) a post may still be accepted: it is one more row then.
+    let early = std::sync::atomic::AtomicBool::new(false);
+    wait_until(LIMIT, "429 while the consumer is behind", || async {
+        let (status, headers, body) = http_request(port, "POST", &url, &[], metric(100)).await;
+        if status == 202 {
+            early.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        status == 429 && headers.get("retry-after").is_some() && body.contains("messages behind (limit 5)")
+    })
+    .await;
+    proxy.restore();
+    wait_until(LIMIT, "202 once it caught up", || async { front.post(&url, &[], &metric(101)).await.0 == 202 }).await;
+    let expected = 3 + 70 + 1 + i64::from(early.load(std::sync::atomic::Ordering::Relaxed));
+    wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await == expected }).await;
+    daemon.signal("TERM");
+}
