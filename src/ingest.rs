@@ -72,6 +72,7 @@ struct Inner {
     routes: RwLock<Arc<Vec<Route>>>,
     /// `None`: no authentication.
     tokens: Option<Tokens>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The fate of an ingested message, as stored in the status bucket.
@@ -170,6 +171,7 @@ impl Ingest {
         status: kv::Store,
         config: IngestConfig,
         streams: &[StreamConfig],
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, String> {
         let tokens = config.tokens_file.as_deref().map(Tokens::from_file).transpose()?;
         let ingest = Ingest {
@@ -180,6 +182,7 @@ impl Ingest {
                 config,
                 routes: RwLock::new(Arc::new(Vec::new())),
                 tokens,
+                metrics,
             }),
         };
         ingest.set_streams(streams);
@@ -297,11 +300,28 @@ pub async fn serve(
         ))),
         None => None,
     };
+    let metrics = Arc::clone(&ingest.inner.metrics);
     let app = Router::new()
         .route("/v1/events/{id}", post(publish_one).get(status))
         .route("/v1/events/{subject}/batch", post(publish_batch))
         .route("/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .layer(DefaultBodyLimit::max(max_body))
+        // Counted here, after the body limit, so 413s are counted too.
+        .layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                let path = request.uri().path();
+                let route = match (request.method() == axum::http::Method::GET, path.ends_with("/batch")) {
+                    _ if path == "/v1/openapi.json" => "openapi",
+                    (true, _) => "status",
+                    (false, true) => "batch",
+                    (false, false) => "event",
+                };
+                let response = next.run(request).await;
+                metrics.ingest_request(route, response.status().as_u16());
+                response
+            }
+        }))
         .with_state(ingest);
     Ok(match tls {
         None => tokio::spawn(async move {

@@ -186,8 +186,14 @@ pub async fn run_reloadable(
     // The ingest front starts once the streams exist (created above), so a 202 always has a consumer behind it.
     let (ingest_front, ingest_task) = match (&config.ingest, &ingest_status) {
         (Some(i), Some(status)) => {
-            let front = ingest::Ingest::new(client.clone(), status.clone(), i.clone(), &config.streams)
-                .map_err(RunError::Ingest)?;
+            let front = ingest::Ingest::new(
+                client.clone(),
+                status.clone(),
+                i.clone(),
+                &config.streams,
+                Arc::clone(&shared.metrics),
+            )
+            .map_err(RunError::Ingest)?;
             let served = ingest::serve(i.listen, front.clone(), shutdown.clone()).await;
             let task = served.map_err(|source| RunError::IngestListen { listen: i.listen, source })?;
             (Some(front), Some(task))

@@ -51,6 +51,12 @@ struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IngestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -101,6 +107,7 @@ pub struct Metrics {
     reloads: Counters<ReloadLabels>,
     /// Our own spans exported, failed, dropped.
     pub spans: crate::traces::Counters,
+    ingest: Counters<IngestLabels>,
 }
 
 impl Default for Metrics {
@@ -136,6 +143,7 @@ impl Metrics {
             nats_connected: Gauge::default(),
             reloads: Family::default(),
             spans: crate::traces::Counters::default(),
+            ingest: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -184,6 +192,11 @@ impl Metrics {
         r.register("pool_waiting", "Writers waiting for a pool connection", m.pool_waiting.clone());
         r.register("nats_connected", "1 while the NATS connection is up", m.nats_connected.clone());
         r.register("config_reloads", "Configuration reloads, by outcome (applied, rejected)", m.reloads.clone());
+        r.register(
+            "ingest_requests",
+            "HTTP ingest requests by route (event, batch, status) and HTTP status",
+            m.ingest.clone(),
+        );
         r.register("otel_spans_exported", "Batch spans the OTLP collector accepted", m.spans.exported.clone());
         r.register("otel_spans_failed", "Batch spans in export requests that failed", m.spans.failed.clone());
         r.register(
@@ -292,6 +305,11 @@ impl Metrics {
     pub fn reload(&self, outcome: &str) {
         let l = ReloadLabels { outcome: outcome.to_owned() };
         self.reloads.get_or_create(&l).inc();
+    }
+
+    /// Counts one HTTP ingest request (`route`: event, batch or status).
+    pub fn ingest_request(&self, route: &'static str, status: u16) {
+        self.ingest.get_or_create(&IngestLabels { route, status }).inc();
     }
 }
 

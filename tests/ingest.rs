@@ -192,9 +192,12 @@ async fn bearer_tokens_limit_who_posts_where_and_how_fast_and_reload_without_a_r
     };
     let events_rights = format!("subjects = [\"{}\"]\nrate = 0.5\nburst = 2\n", events.subjects[0]);
     write_tokens(&[("admin", ADMIN, ""), ("events-feed", EVENTS_ONLY, &events_rights)]);
-    let port = free_port();
-    let text = config_text(&nats.url, &db.url, &streams)
-        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"{}\"\n", tokens_file.display());
+    let (port, metrics_port) = (free_port(), free_port());
+    let text = config_text(&nats.url, &db.url, &streams).replacen(
+        "[daemon]",
+        &format!("[http]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[daemon]"),
+        1,
+    ) + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"{}\"\n", tokens_file.display());
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, text).unwrap();
     let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
@@ -258,6 +261,16 @@ async fn bearer_tokens_limit_who_posts_where_and_how_fast_and_reload_without_a_r
     })
     .await;
     assert_eq!(front.post(&telemetry_url, &[("authorization", &bearer(LATER))], &metric(9)).await.0, 202);
+
+    // Every answer is counted by route and status.
+    let (_, metrics) = http_get(metrics_port, "/metrics").await.unwrap();
+    let count = |route: &str, status: u16| {
+        sample(&metrics, &format!("db_event_writer_ingest_requests_total{{route=\"{route}\",status=\"{status}\"}}"))
+    };
+    // (401s: the two refusals above, the old token after the reload, and the new one until the reload.)
+    assert!(count("event", 401).is_some_and(|n| n >= 3.0), "{metrics}");
+    assert_eq!((count("status", 401), count("event", 403), count("batch", 429)), (Some(1.0), Some(1.0), Some(1.0)));
+    assert!(count("event", 202).is_some_and(|n| n >= 5.0), "{metrics}");
 
     daemon.signal("TERM");
     let mut daemon = daemon;
