@@ -518,22 +518,30 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
     }
 }
 
+/// What a POST may go on with: its Idempotency-Key and its route.
+type Admitted = (Option<String>, Arc<Vec<Route>>, usize);
+
+impl Ingest {
+    /// The checks every POST passes first, in order: the token (charged `items`), the key, the route.
+    fn admit(&self, headers: &HeaderMap, subject: &str, items: usize) -> Result<Admitted, Box<Response>> {
+        if let Some(r) = self.refusal(headers, Some(subject), items) {
+            return Err(Box::new(r));
+        }
+        let key = idempotency_key(headers).map_err(|r| Box::new(r.into_response()))?;
+        let (routes, i) = self.route_for(subject).map_err(|r| Box::new(r.into_response()))?;
+        Ok((key, routes, i))
+    }
+}
+
 async fn publish_one(
     State(ingest): State<Ingest>,
     Path(subject): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = ingest.refusal(&headers, Some(&subject), 1) {
-        return r;
-    }
-    let key = match idempotency_key(&headers) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
-    let (routes, i) = match ingest.route_for(&subject) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
+    let (key, routes, i) = match ingest.admit(&headers, &subject, 1) {
+        Ok(a) => a,
+        Err(r) => return *r,
     };
     match ingest.publish(&subject, &routes[i], key, body).await {
         Ok(v) => reply(StatusCode::ACCEPTED, v),
@@ -559,16 +567,9 @@ async fn publish_batch(
     body: Bytes,
 ) -> Response {
     // Who it is and where it may post first; the rate is charged per item below.
-    if let Some(r) = ingest.refusal(&headers, Some(&subject), 0) {
-        return r;
-    }
-    let key = match idempotency_key(&headers) {
-        Ok(k) => k,
-        Err(r) => return r.into_response(),
-    };
-    let (routes, i) = match ingest.route_for(&subject) {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
+    let (key, routes, i) = match ingest.admit(&headers, &subject, 0) {
+        Ok(a) => a,
+        Err(r) => return *r,
     };
     let items = match batch_items(&body) {
         Ok(items) if !items.is_empty() => items,

@@ -16,6 +16,18 @@ struct Front {
 }
 
 impl Front {
+    /// Writes `text` as streams.toml in `dir`, starts the daemon and waits until the front answers.
+    async fn start(dir: &TempDir, text: &str, port: u16) -> (Daemon, Front) {
+        let path = dir.path().join(format!("{port}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let daemon = Daemon::spawn(&path, dir.path().join(format!("{port}.log")));
+        wait_until(LIMIT, "the ingest listener", || async {
+            http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+        })
+        .await;
+        (daemon, Front { port })
+    }
+
     async fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
         let (status, _, text) = http_request(self.port, "POST", path, headers, body.to_vec()).await;
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
@@ -45,14 +57,7 @@ async fn posted_events_are_stored_once_refused_clearly_and_can_be_followed_to_th
     let port = free_port();
     let text = config_text(&nats.url, &db.url, &streams)
         + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_body = 4096\n");
-    let path = dir.path().join("streams.toml");
-    std::fs::write(&path, text).unwrap();
-    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
-    let front = Front { port };
-    wait_until(LIMIT, "the ingest listener", || async {
-        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    let (daemon, front) = Front::start(&dir, &text, port).await;
     let subject = telemetry.subject("host1");
     let url = format!("/v1/events/{subject}");
 
@@ -198,14 +203,7 @@ async fn bearer_tokens_limit_who_posts_where_and_how_fast_and_reload_without_a_r
         &format!("[http]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n[daemon]"),
         1,
     ) + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = \"{}\"\n", tokens_file.display());
-    let path = dir.path().join("streams.toml");
-    std::fs::write(&path, text).unwrap();
-    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
-    let front = Front { port };
-    wait_until(LIMIT, "the ingest listener", || async {
-        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    let (daemon, front) = Front::start(&dir, &text, port).await;
     let bearer = |t: &str| format!("Bearer {t}");
     let telemetry_url = format!("/v1/events/{}", telemetry.subject("h"));
     let events_url = format!("/v1/events/{}", events.subject("x"));
@@ -391,13 +389,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_de
             "\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_body = 65536\ntokens_file = \"{}\"\n",
             tokens.display()
         );
-    let path = dir.path().join("streams.toml");
-    std::fs::write(&path, text).unwrap();
-    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
-    wait_until(LIMIT, "the ingest listener", || async {
-        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    let (daemon, _front) = Front::start(&dir, &text, port).await;
     let schemathesis = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/schemathesis");
     assert!(schemathesis.exists(), "schemathesis is missing: run the tests with `make test` (it installs it)");
     let out = tokio::process::Command::new(&schemathesis)
@@ -433,9 +425,7 @@ async fn a_full_stream_or_a_consumer_far_behind_answers_429_with_retry_after() {
         .replace("[daemon]", "[breaker]\nfailures = 1\ncooldown = \"1s\"\n\n[daemon]")
         .replace("pool_size = 4", "pool_size = 4\nconnect_timeout = \"1s\"")
         + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = 5\n");
-    let path = dir.path().join("streams.toml");
-    std::fs::write(&path, &text).unwrap();
-    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    migrate(&db_event_writer::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &telemetry).await;
     // Three messages at most, new ones refused: a stream at its limits (the daemon never changes a stream).
@@ -447,12 +437,7 @@ async fn a_full_stream_or_a_consumer_far_behind_answers_429_with_retry_after() {
         ..Default::default()
     };
     js.create_stream(full).await.unwrap();
-    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
-    let front = Front { port };
-    wait_until(LIMIT, "the ingest listener", || async {
-        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    let (daemon, front) = Front::start(&dir, &text, port).await;
 
     let small_url = format!("/v1/events/{}", small.subject("h"));
     for i in 0..3 {
