@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::db::{UuidText, copy_or_insert};
 
-use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
+use super::json::{check_jsonb, check_text, each_object};
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::logs::ExportLogsServiceRequest;
 use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
@@ -71,8 +71,10 @@ pub struct Logs {
 }
 
 impl Logs {
-    /// 1,000 rows (sized by the benchmark, as telemetry), flushed after 1 s as the design this replaces.
-    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(1) };
+    /// 5,000 rows, flushed after 1 s as the design this replaces. Logs are the other high-volume stream and
+    /// COPY-written like telemetry: in the benchmark 5,000-row batches run ~10% faster than 1,000-row ones and
+    /// cost PostgreSQL ~12% less CPU per row, for ~60–75 MiB of peak RSS instead of ~30.
+    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 5000, timeout: Duration::from_secs(1) };
     /// The table written.
     pub const TABLE: &str = "logs";
 
@@ -268,12 +270,12 @@ pub fn record_id(stream: &str, sequence: u64, index: usize) -> String {
 /// Top-level keys that are columns (or inputs to them), never merged into `attributes` (reference §8.1).
 const RESERVED: &[&str] = &[
     "@timestamp",
+    "attributes",
     "body",
     "community",
-    "attributes",
-    "event_name",
-    "eventName",
     "event",
+    "eventName",
+    "event_name",
     "full_message",
     "host",
     "hostname",
@@ -283,21 +285,21 @@ const RESERVED: &[&str] = &[
     "log",
     "message",
     "msg",
-    "observed_time_unix_nano",
     "observedTimeUnixNano",
-    "observed_timestamp",
     "observedTimestamp",
+    "observed_time_unix_nano",
+    "observed_timestamp",
     "remote_addr",
     "resource",
-    "resource_attributes",
     "resourceAttributes",
+    "resource_attributes",
     "scope",
-    "scope_attributes",
-    "scopeAttributes",
     "scope.name",
     "scope.version",
+    "scopeAttributes",
     "scopeName",
     "scopeVersion",
+    "scope_attributes",
     "scope_name",
     "scope_version",
     "service.instance",
@@ -313,15 +315,15 @@ const RESERVED: &[&str] = &[
     "severity_text",
     "short_message",
     "source",
-    "span_id",
     "spanId",
+    "span_id",
     "summary",
     "time",
     "timestamp",
-    "trace_flags",
     "traceFlags",
-    "trace_id",
     "traceId",
+    "trace_flags",
+    "trace_id",
     "ts",
 ];
 
@@ -337,11 +339,7 @@ fn str_of<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
 }
 
 fn time_of(map: &Map<String, Value>, keys: &[&str]) -> Option<DateTime<Utc>> {
-    keys.iter().find_map(|k| {
-        let v = map.get(*k)?;
-        let raw = serde_json::value::to_raw_value(v).ok()?;
-        parse_timestamp(&raw).ok().flatten()
-    })
+    keys.iter().find_map(|k| crate::processor::json::parse_timestamp_value(map.get(*k)?))
 }
 
 fn json_row(map: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Result<LogRow, DecodeError> {
@@ -382,12 +380,16 @@ fn json_row(map: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Resul
         .unwrap_or("")
         .to_owned();
 
-    let mut attributes = attributes_in.unwrap_or_default();
+    // References, not copies: the merged attributes are only written out. A BTreeMap of &str serializes in the
+    // same key order as serde_json's Map, so the text is the same.
+    let mut attributes: std::collections::BTreeMap<&str, &Value> =
+        attributes_in.iter().flat_map(|a| a.iter()).map(|(k, v)| (k.as_str(), v)).collect();
     for (k, v) in map {
-        if RESERVED.contains(&k.as_str()) || is_empty(v) {
+        // Sorted (a test checks): a binary search, not ~60 string comparisons per key.
+        if RESERVED.binary_search(&k.as_str()).is_ok() || is_empty(v) {
             continue;
         }
-        attributes.insert(k.clone(), v.clone());
+        attributes.insert(k.as_str(), v);
     }
     let source = source_of(msg.subject, map, waf);
     let row = LogRow {
@@ -403,7 +405,11 @@ fn json_row(map: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Resul
         service_instance,
         scope_name,
         scope_version,
-        attributes: json_text(&attributes),
+        attributes: if attributes.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&attributes).unwrap_or_default()
+        },
         resource_attributes: json_text(&resource),
         observed_timestamp: Some(observed),
         trace_flags: map
@@ -413,7 +419,8 @@ fn json_row(map: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Resul
             .and_then(Value::as_i64)
             .and_then(|f| i32::try_from(f).ok()),
         event_name,
-        scope_attributes: json_text(&object_of(map, &["scope_attributes", "scopeAttributes"]).unwrap_or_default()),
+        scope_attributes: object_of(map, &["scope_attributes", "scopeAttributes"])
+            .map_or_else(String::new, |o| json_text(&o)),
         source,
     };
     check_row(&row)?;
@@ -435,12 +442,12 @@ fn json_text(map: &Map<String, Value>) -> String {
     if map.is_empty() { String::new() } else { serde_json::to_string(map).unwrap_or_default() }
 }
 
-/// An object under one of `keys`, or a string holding a JSON object.
-fn object_of(map: &Map<String, Value>, keys: &[&str]) -> Option<Map<String, Value>> {
+/// An object under one of `keys` (borrowed), or a string holding a JSON object (parsed).
+fn object_of<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<std::borrow::Cow<'a, Map<String, Value>>> {
     keys.iter().find_map(|k| match map.get(*k)? {
-        Value::Object(o) => Some(o.clone()),
+        Value::Object(o) => Some(std::borrow::Cow::Borrowed(o)),
         Value::String(s) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(o)) => Some(o),
+            Ok(Value::Object(o)) => Some(std::borrow::Cow::Owned(o)),
             _ => None,
         },
         _ => None,
@@ -766,6 +773,11 @@ fn any_json(v: &AnyValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_keys_are_sorted_for_binary_search() {
+        assert!(RESERVED.windows(2).all(|w| w[0] < w[1]), "RESERVED must stay sorted");
+    }
     use crate::processor::proto::common::{InstrumentationScope, Resource};
     use crate::processor::proto::logs::{LogRecord, ResourceLogs, ScopeLogs};
     use chrono::TimeZone;
