@@ -294,14 +294,26 @@ impl tokio_postgres::types::ToSql for UuidText<'_> {
         _: &tokio_postgres::types::Type,
         out: &mut bytes::BytesMut,
     ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        let hex: Vec<u8> = self.0.bytes().filter(|b| *b != b'-').collect();
-        if hex.len() != 32 {
-            return Err(format!("{:?} is not a UUID", self.0).into());
+        // Decoded in place (no allocation): this runs once per row of the tables keyed by UUID.
+        let not_uuid = || format!("{:?} is not a UUID", self.0);
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        let mut bytes = [0u8; 16];
+        let mut n = 0usize;
+        for c in self.0.bytes().filter(|b| *b != b'-') {
+            let v = nibble(c).ok_or_else(not_uuid)?;
+            let slot = bytes.get_mut(n / 2).ok_or_else(not_uuid)?;
+            *slot = (*slot << 4) | v;
+            n += 1;
         }
-        for pair in hex.chunks(2) {
-            let text = std::str::from_utf8(pair)?;
-            out.extend_from_slice(&[u8::from_str_radix(text, 16)?]);
+        if n != 32 {
+            return Err(not_uuid().into());
         }
+        out.extend_from_slice(&bytes);
         Ok(tokio_postgres::types::IsNull::No)
     }
 
@@ -535,9 +547,21 @@ mod tests {
         use tokio_postgres::types::{ToSql, Type};
         let mut out = bytes::BytesMut::new();
         UuidText("c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2").to_sql(&Type::UUID, &mut out).unwrap();
-        assert_eq!(out.len(), 16);
-        assert_eq!(out[0], 0xc0);
-        assert!(UuidText("nope").to_sql(&Type::UUID, &mut bytes::BytesMut::new()).is_err());
+        assert_eq!(
+            &out[..],
+            &[0xc0, 0xb2, 0xf5, 0xaf, 0x7d, 0x5d, 0x4c, 0x1a, 0x8c, 0x5b, 0x7c, 0x6a, 0x9f, 0x4c, 0x94, 0xb2]
+        );
+        let mut upper = bytes::BytesMut::new();
+        UuidText("C0B2F5AF7D5D4C1A8C5B7C6A9F4C94B2").to_sql(&Type::UUID, &mut upper).unwrap();
+        assert_eq!(upper, out);
+        for bad in [
+            "nope",
+            "c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b",
+            "c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2a",
+            "g0b2f5af7d5d4c1a8c5b7c6a9f4c94b2",
+        ] {
+            assert!(UuidText(bad).to_sql(&Type::UUID, &mut bytes::BytesMut::new()).is_err(), "{bad}");
+        }
     }
 
     #[test]
