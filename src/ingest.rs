@@ -351,7 +351,9 @@ async fn serve_tls(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of file descriptors, typically: pause rather than spin on it.
                     tracing::warn!(error = %e, "ingest accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
