@@ -207,7 +207,12 @@ async fn pipeline<P: Processor>(
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let writers: Vec<_> = (0..cfg.writers)
         .map(|i| {
-            let writer = Writer { processor: Arc::clone(&processor), pool: shared.pool.clone(), ctx: Arc::clone(&ctx) };
+            let writer = Writer {
+                processor: Arc::clone(&processor),
+                pool: shared.pool.clone(),
+                ctx: Arc::clone(&ctx),
+                status_records: tokio_util::task::TaskTracker::new(),
+            };
             tokio::spawn(writer.run(Arc::clone(&rx)).instrument(tracing::info_span!("writer", stream = %cfg.name, i)))
         })
         .collect();
@@ -391,6 +396,9 @@ struct Writer<P> {
     processor: Arc<P>,
     pool: SharedPool,
     ctx: Arc<Ctx>,
+    /// Recording the fate of ingested messages runs beside the writes; awaited before the writer ends, so a
+    /// shutdown does not leave committed messages marked `accepted`.
+    status_records: tokio_util::task::TaskTracker,
 }
 
 impl<P: Processor> Writer<P> {
@@ -404,6 +412,8 @@ impl<P: Processor> Writer<P> {
             }
             self.write_batch(batch).await;
         }
+        self.status_records.close();
+        self.status_records.wait().await;
     }
 
     #[tracing::instrument(skip_all, fields(stream = %self.ctx.cfg.name, batch_rows = batch.rows.len(), batch_msgs = batch.msgs.len()))]
@@ -543,10 +553,11 @@ impl<P: Processor> Writer<P> {
             return;
         }
         let (status, jetstream) = (status.clone(), self.ctx.cfg.jetstream.clone());
-        tokio::spawn(async move {
-            for (sequence, fate) in fates {
-                crate::ingest::record(&status, &jetstream, sequence, &fate).await;
-            }
+        self.status_records.spawn(async move {
+            // Together, so the key-value acknowledgements overlap rather than cost a round trip each.
+            let records =
+                fates.iter().map(|(sequence, fate)| crate::ingest::record(&status, &jetstream, *sequence, fate));
+            futures::future::join_all(records).await;
         });
     }
 
