@@ -36,8 +36,20 @@ pub fn client_config(files: &TlsFiles, verify: Verify, key: &str) -> Result<Clie
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("{key}: {e}"))?;
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        Verify::Nothing => Arc::new(Unchecked { provider }),
-        Verify::Chain | Verify::Full => checked(files, verify, key, provider)?,
+        Verify::Nothing => Arc::new(Checked { provider, check: Check::Nothing }),
+        Verify::Chain => Arc::new(Checked { check: Check::Chain(Arc::new(roots(files, key)?)), provider }),
+        Verify::Full => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(files, key)?), provider.clone())
+                .build()
+                .map_err(|e| format!("{key}.ca_file: {e}"))?;
+            match &files.server_name {
+                None => webpki,
+                Some(name) => {
+                    let name = ServerName::try_from(name.clone()).map_err(|e| format!("{key}.server_name: {e}"))?;
+                    Arc::new(Checked { provider, check: Check::Named(webpki, name) })
+                }
+            }
+        }
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     match &files.client {
@@ -49,32 +61,6 @@ pub fn client_config(files: &TlsFiles, verify: Verify, key: &str) -> Result<Clie
             builder.with_client_auth_cert(chain, private).map_err(|e| format!("{key}.cert_file/key_file: {e}"))
         }
     }
-}
-
-fn checked(
-    files: &TlsFiles,
-    verify: Verify,
-    key: &str,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let roots = Arc::new(roots(files, key)?);
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| format!("{key}.ca_file: {e}"))?;
-    Ok(match verify {
-        Verify::Full => match &files.server_name {
-            None => webpki,
-            Some(name) => Arc::new(Checked {
-                inner: webpki,
-                name: Some(ServerName::try_from(name.clone()).map_err(|e| format!("{key}.server_name: {e}"))?),
-                roots: None,
-                provider,
-            }),
-        },
-        Verify::Chain | Verify::Nothing => {
-            Arc::new(Checked { inner: webpki, name: None, roots: Some(roots), provider })
-        }
-    })
 }
 
 fn pem_error(e: rustls::pki_types::pem::Error) -> String {
@@ -148,14 +134,22 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Verifies against a configured name instead of the connected host (`server_name`), or (`verify-ca`, `roots`
-/// set) checks the chain alone.
+/// What [`Checked`] checks of the server's certificate.
+#[derive(Debug)]
+enum Check {
+    /// Nothing: encryption without authentication (`sslmode=require` without a CA, as libpq).
+    Nothing,
+    /// The chain to these roots, any name (`verify-ca`).
+    Chain(Arc<RootCertStore>),
+    /// Chain and name, the name being the configured `server_name` instead of the host connected to.
+    Named(Arc<WebPkiServerVerifier>, ServerName<'static>),
+}
+
+/// The verifications webpki's own verifier does not offer; the handshake signatures are always checked.
 #[derive(Debug)]
 struct Checked {
-    inner: Arc<WebPkiServerVerifier>,
-    name: Option<ServerName<'static>>,
-    roots: Option<Arc<RootCertStore>>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    check: Check,
 }
 
 impl ServerCertVerifier for Checked {
@@ -163,59 +157,21 @@ impl ServerCertVerifier for Checked {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
+        _: &ServerName<'_>,
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(roots) = &self.roots {
-            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-            let algorithms = self.provider.signature_verification_algorithms;
-            verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, algorithms.all)?;
-            return Ok(ServerCertVerified::assertion());
+        match &self.check {
+            Check::Nothing => {}
+            Check::Chain(roots) => {
+                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                let algorithms = self.provider.signature_verification_algorithms.all;
+                verify_server_cert_signed_by_trust_anchor(&cert, roots, intermediates, now, algorithms)?;
+            }
+            Check::Named(webpki, name) => {
+                webpki.verify_server_cert(end_entity, intermediates, name, ocsp, now)?;
+            }
         }
-        let name = self.name.as_ref().unwrap_or(server_name);
-        self.inner.verify_server_cert(end_entity, intermediates, name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate (the handshake signatures are still checked): encryption without authentication, which
-/// is what PostgreSQL's `sslmode=require` means when no CA is given.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
 
