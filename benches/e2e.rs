@@ -322,7 +322,7 @@ async fn ceiling(processor: &str, items: &[(String, Vec<u8>)]) -> (f64, f64) {
         "logs" => ceiling_of(Logs::new("platform"), items).await,
         "events" => ceiling_of(Events::new("platform"), items).await,
         "sweep" => ceiling_of(Sweep::new("platform"), items).await,
-        "netflow" => ceiling_of(Netflow::new("platform", "bench"), items).await,
+        "netflow" => ceiling_of(Netflow::new("platform"), items).await,
         "otel" => ceiling_of(Otel::new("platform"), items).await,
         other => panic!("unknown processor {other}"),
     }
@@ -336,7 +336,8 @@ async fn ceiling_of<P: Processor>(p: P, items: &[(String, Vec<u8>)]) -> (f64, f6
     let published = chrono::Utc::now();
     for (i, (subject, payload)) in items.iter().enumerate() {
         let msg = Incoming { subject, payload, published, stream: "bench", sequence: i as u64 + 1 };
-        p.decode(&msg, &mut rows).unwrap();
+        p.decode(&msg, &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE))
+            .unwrap();
     }
     let pool = db_event_writer::db::pool(&config.database).unwrap();
     let mut client = pool.get().await.unwrap();
@@ -360,7 +361,8 @@ fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::Metric
     for i in 0..n {
         let payload = metric(i);
         let msg = Incoming { subject: "bench", payload: &payload, published, stream: "bench", sequence: i as u64 };
-        p.decode(&msg, &mut rows).unwrap();
+        p.decode(&msg, &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE))
+            .unwrap();
     }
     rows
 }

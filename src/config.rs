@@ -177,6 +177,12 @@ struct RawDatabase {
     /// TLS: mode, CA, client certificate.
     #[serde(default)]
     tls: Option<Spanned<RawDbTls>>,
+    /// `statement_timeout` of the daemon's sessions ("0s": none).
+    #[serde(default)]
+    statement_timeout: Option<Spanned<String>>,
+    /// A write taking longer than this logs one warning saying what it waits on.
+    #[serde(default)]
+    stall_warning: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +331,12 @@ struct RawStream {
     writers: Option<Spanned<i64>>,
     #[serde(default)]
     validate: Option<Spanned<bool>>,
+    #[serde(default)]
+    max_rows_per_message: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_expansion: Option<Spanned<i64>>,
+    #[serde(default)]
+    max_bytes_in_flight: Option<Spanned<i64>>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -505,6 +517,11 @@ pub struct DatabaseConfig {
     pub password_check: Duration,
     /// `[database.tls]`; `None`: whatever the URL says (`sslmode=` etc.), else no TLS.
     pub tls: Option<DatabaseTls>,
+    /// `statement_timeout` set on every session of the daemon's pool (zero: none). A write's deadline follows from
+    /// it ([`crate::db::write_deadline`]).
+    pub statement_timeout: Duration,
+    /// A write that takes longer than this logs one warning (which stream, how long, what it waits on).
+    pub stall_warning: Duration,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -518,6 +535,8 @@ impl fmt::Debug for DatabaseConfig {
             .field("ledger_retention", &self.ledger_retention)
             .field("password_file", &self.password_file)
             .field("tls", &self.tls)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("stall_warning", &self.stall_warning)
             .finish()
     }
 }
@@ -737,6 +756,12 @@ pub struct StreamConfig {
     pub writers: usize,
     /// The HTTP ingest front runs the processor's decoder on a posted payload and answers 400 when it fails.
     pub validate: bool,
+    /// Most rows one message may become; more is a dead letter (class `limit`).
+    pub max_rows_per_message: usize,
+    /// Most row bytes per payload byte one message may become (at least [`crate::processor::Limits::BYTES_FLOOR`]).
+    pub max_expansion: usize,
+    /// Most bytes (payloads and their rows) this stream holds at once, from delivery to settlement.
+    pub max_bytes_in_flight: usize,
 }
 
 impl StreamConfig {
@@ -780,6 +805,9 @@ impl StreamConfig {
     pub const DEFAULT_WRITERS: usize = 2;
     /// Floor for max_ack_pending (the Go writer's value).
     pub const MIN_DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+    /// 32 MiB per stream: the six shipped streams stay within 192 MiB together, inside the shipped 256 Mi
+    /// container limit with the daemon's own ~20 MiB.
+    pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 32 << 20;
 }
 
 impl DatabaseConfig {
@@ -793,6 +821,11 @@ impl DatabaseConfig {
     pub const DEFAULT_PASSWORD_CHECK: Duration = Duration::from_secs(30);
     /// Far beyond any redelivery window (ServiceRadar's `events` stream keeps messages 30 minutes).
     pub const DEFAULT_LEDGER_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+    /// 30 s: a 5,000-row batch takes milliseconds; the write deadline (2 × this + connect_timeout = 65 s) stays
+    /// well under what JetStream allows a message (ack_wait 30 s × max_deliver 5).
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Ten seconds of a single write is worth a line in the log.
+    pub const DEFAULT_STALL_WARNING: Duration = Duration::from_secs(10);
 }
 
 impl DaemonConfig {
@@ -961,6 +994,10 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
         .unwrap_or(DatabaseConfig::DEFAULT_PASSWORD_CHECK);
     let ledger_retention = opt_duration(at, db.ledger_retention.as_ref(), "database.ledger_retention")?
         .unwrap_or(DatabaseConfig::DEFAULT_LEDGER_RETENTION);
+    let statement_timeout = opt_duration(at, db.statement_timeout.as_ref(), "database.statement_timeout")?
+        .unwrap_or(DatabaseConfig::DEFAULT_STATEMENT_TIMEOUT);
+    let stall_warning = opt_duration(at, db.stall_warning.as_ref(), "database.stall_warning")?
+        .unwrap_or(DatabaseConfig::DEFAULT_STALL_WARNING);
     let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
         .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
 
@@ -1159,6 +1196,22 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
         let nak_delay_max = opt_duration(at, s.nak_delay_max.as_ref(), &k("nak_delay_max"))?
             .unwrap_or(StreamConfig::DEFAULT_NAK_DELAY_MAX);
+        let max_rows_per_message = match &s.max_rows_per_message {
+            Some(m) => {
+                positive(m, 1, 100_000_000).map_err(|e| at.err(m.span(), k("max_rows_per_message"), e))? as usize
+            }
+            None => crate::processor::Limits::DEFAULT_MAX_ROWS,
+        };
+        let max_expansion = match &s.max_expansion {
+            Some(m) => positive(m, 1, 1_000_000).map_err(|e| at.err(m.span(), k("max_expansion"), e))? as usize,
+            None => crate::processor::Limits::DEFAULT_EXPANSION,
+        };
+        let max_bytes_in_flight = match &s.max_bytes_in_flight {
+            Some(m) => {
+                positive(m, 1 << 20, 1 << 40).map_err(|e| at.err(m.span(), k("max_bytes_in_flight"), e))? as usize
+            }
+            None => StreamConfig::DEFAULT_MAX_BYTES_IN_FLIGHT,
+        };
         if nak_delay_max < nak_delay {
             let span = s.nak_delay_max.as_ref().map(|d| d.span()).unwrap_or(0..0);
             return Err(at.err(span, k("nak_delay_max"), "must not be below nak_delay"));
@@ -1179,6 +1232,9 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             batches_in_flight,
             writers,
             validate: s.validate.as_ref().is_some_and(|v| *v.get_ref()),
+            max_rows_per_message,
+            max_expansion,
+            max_bytes_in_flight,
         });
     }
     Ok(Config {
@@ -1194,6 +1250,8 @@ fn validate(raw: RawConfig, at: &Locator<'_>) -> Result<Config, ConfigError> {
             password_file: db.password_file.map(|p| PathBuf::from(p.into_inner())),
             password_check,
             tls: database_tls(db.tls, at)?,
+            statement_timeout,
+            stall_warning,
         },
         daemon: DaemonConfig { shutdown_timeout },
         dlq,
@@ -1393,7 +1451,8 @@ fn opt_duration(at: &Locator<'_>, value: Option<&Spanned<String>>, key: &str) ->
 }
 
 /// JetStream stream and consumer names, and pipeline names: no whitespace, dots, wildcards or path separators.
-fn check_name(name: &str) -> Result<(), String> {
+/// Checks a JetStream stream or consumer name (no whitespace, '.', '*', '>', '/', '\\').
+pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("must not be empty".into());
     }

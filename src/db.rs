@@ -1,4 +1,5 @@
-//! The one shared PostgreSQL pool, and the class of every database error: retry, permanent or breaker.
+//! The one shared PostgreSQL pool (sessions with a `statement_timeout` and TCP keepalives), and the class of
+//! every database error: retry, timeout (retry smaller), permanent or breaker.
 
 use std::str::FromStr;
 
@@ -64,6 +65,14 @@ pub fn pg_config(db: &DatabaseConfig) -> Result<(tokio_postgres::Config, MakeRus
     if pg.get_application_name().is_none() {
         pg.application_name("db-event-writer");
     }
+    // A peer that vanishes without a FIN (a dead host, a cut network) is noticed by the kernel within about
+    // idle + interval × retries (10 + 5 × 3 s), and data the peer never acknowledges by the user timeout. A peer
+    // that acknowledges but never answers (a stuck proxy) is what the write deadline is for.
+    pg.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .keepalives_interval(std::time::Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(std::time::Duration::from_secs(30));
     if let Some(file) = &db.password_file {
         let password = crate::config::Secret::File(file.clone()).read().map_err(DbSetupError::PasswordFile)?;
         pg.password(password);
@@ -248,114 +257,91 @@ pub async fn answers(pool: &Pool, limit: std::time::Duration) -> Answer {
     }
 }
 
-/// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down.
+/// Logs one warning about a write that has taken `after` already (which stream, how many rows, and what
+/// PostgreSQL says our slow sessions wait on and who blocks them), asked on another connection, briefly.
+pub async fn report_stall(pool: Pool, stream: String, rows: usize, after: std::time::Duration) {
+    let ask = async {
+        let client = pool.get().await.ok()?;
+        let sql = "SELECT a.pid, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''), \
+                   extract(epoch FROM now() - a.query_start)::float8, \
+                   coalesce(array_to_string(pg_blocking_pids(a.pid), ','), ''), \
+                   coalesce((SELECT left(b.query, 120) FROM pg_stat_activity b \
+                             WHERE b.pid = (pg_blocking_pids(a.pid))[1]), '') \
+                   FROM pg_stat_activity a \
+                   WHERE a.application_name = current_setting('application_name') AND a.pid <> pg_backend_pid() \
+                   AND a.state = 'active' AND a.query_start < now() - make_interval(secs => $1) \
+                   ORDER BY a.query_start LIMIT 3";
+        let found = client.query(sql, &[&after.as_secs_f64()]).await.ok()?;
+        let said: Vec<String> = found
+            .iter()
+            .map(|r| {
+                let (pid, kind, event, secs): (i32, String, String, f64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+                let (blockers, query): (String, String) = (r.get(4), r.get(5));
+                let waits = if kind.is_empty() { "running".to_owned() } else { format!("waiting on {kind}/{event}") };
+                let blocked =
+                    if blockers.is_empty() { String::new() } else { format!(", blocked by pid {blockers} ({query})") };
+                format!("pid {pid} {waits} for {secs:.1} s{blocked}")
+            })
+            .collect();
+        Some(said.join("; "))
+    };
+    let postgres = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await.ok().flatten();
+    tracing::warn!(
+        stream, rows, after = ?after, postgres = postgres.as_deref().unwrap_or("(pg_stat_activity did not answer)"),
+        "write stall: a batch has been writing for a long time"
+    );
+}
+
+/// Builds the shared pool. Connections are made lazily, so this succeeds while the database is down. Every
+/// session gets `[database] statement_timeout` (unless it is 0), so no statement of ours waits for ever.
 pub fn pool(db: &DatabaseConfig) -> Result<Pool, DbSetupError> {
     let (pg, tls) = pg_config(db)?;
     let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager)
         .max_size(db.pool_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(db.connect_timeout))
         .create_timeout(Some(db.connect_timeout))
-        .recycle_timeout(Some(db.connect_timeout))
-        .build()
-        .map_err(|e| DbSetupError::Build(e.to_string()))
+        .recycle_timeout(Some(db.connect_timeout));
+    if !db.statement_timeout.is_zero() {
+        // A SET once per new connection rather than a startup option: it works behind poolers too.
+        let set = format!("SET statement_timeout = {}", db.statement_timeout.as_millis());
+        builder = builder.post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let set = set.clone();
+            Box::pin(async move {
+                client.batch_execute(&set).await.map_err(deadpool_postgres::HookError::Backend)?;
+                Ok(())
+            })
+        }));
+    }
+    builder.build().map_err(|e| DbSetupError::Build(e.to_string()))
 }
 
-/// JSON text sent as binary `jsonb` (format version 1, then the text), for binary COPY.
-#[derive(Debug, Clone, Copy)]
-pub struct JsonbText<'a>(pub &'a str);
-
-impl tokio_postgres::types::ToSql for JsonbText<'_> {
-    fn to_sql(
-        &self,
-        _: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]);
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(tokio_postgres::types::IsNull::No)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        *ty == tokio_postgres::types::Type::JSONB
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// A UUID in its text form, sent as binary `uuid` (16 bytes), for binary COPY. Non-hex text is an encode error.
-#[derive(Debug, Clone, Copy)]
-pub struct UuidText<'a>(pub &'a str);
-
-impl tokio_postgres::types::ToSql for UuidText<'_> {
-    fn to_sql(
-        &self,
-        _: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        // Decoded in place (no allocation): this runs once per row of the tables keyed by UUID.
-        let not_uuid = || format!("{:?} is not a UUID", self.0);
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        };
-        let mut bytes = [0u8; 16];
-        let mut n = 0usize;
-        for c in self.0.bytes().filter(|b| *b != b'-') {
-            let v = nibble(c).ok_or_else(not_uuid)?;
-            let slot = bytes.get_mut(n / 2).ok_or_else(not_uuid)?;
-            *slot = (*slot << 4) | v;
-            n += 1;
-        }
-        if n != 32 {
-            return Err(not_uuid().into());
-        }
-        out.extend_from_slice(&bytes);
-        Ok(tokio_postgres::types::IsNull::No)
-    }
-
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        *ty == tokio_postgres::types::Type::UUID
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}
-
-/// Writes a batch by binary COPY, PostgreSQL's fastest path; if any row already exists (a redelivery: the COPY
-/// fails whole with 23505) the savepoint undoes it and `insert` (an `ON CONFLICT DO NOTHING` statement) writes
-/// the batch instead. A concurrent instance writing the same rows blocks on the key, then falls back the same way.
-pub async fn copy_or_insert<C, CF, I, IF>(
-    tx: &tokio_postgres::Transaction<'_>,
-    copy: C,
-    insert: I,
-) -> Result<u64, tokio_postgres::Error>
-where
-    C: FnOnce() -> CF,
-    CF: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
-    I: FnOnce() -> IF,
-    IF: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
-{
-    tx.batch_execute("SAVEPOINT dbew_copy").await?;
-    match copy().await {
-        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT dbew_copy").await?;
-            insert().await
-        }
-        other => other,
-    }
+/// How long one write (a batch's transaction, from taking a connection to COMMIT) may take before its
+/// connection is given up and the batch retried on another: two statements at the statement timeout and a
+/// connect. A connection that stopped answering (a half-open TCP connection, a proxy that stopped forwarding)
+/// is found out by this, not by the server.
+pub fn write_deadline(db: &DatabaseConfig) -> std::time::Duration {
+    let statements =
+        if db.statement_timeout.is_zero() { std::time::Duration::from_secs(300) } else { db.statement_timeout };
+    statements * 2 + db.connect_timeout
 }
 
 /// What to do about a failed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Transient (deadlock, serialization, lock or statement timeout): the same write may succeed soon.
+    /// Transient (deadlock, serialization) or an operator's problem (a missing table, a permission): the same
+    /// write may succeed later. The messages are NAKed with a delay (spending a delivery).
     Retry,
-    /// The rows themselves are refused (22xxx data, 23xxx constraint): retrying cannot help.
+    /// The statement ran out of time (57014 statement timeout, 55P03 lock timeout): retried in smaller parts,
+    /// then as [`ErrorClass::Retry`].
+    Timeout,
+    /// The rows themselves are refused (22xxx data, 23xxx constraint, 54xxx program limit such as an index row
+    /// too large, P0xxx raised by a trigger): retrying cannot help; bisection finds the refused messages.
     Permanent,
-    /// The database is unreachable or going away (08xxx, 57P0x, 53xxx, closed connection, pool timeout).
+    /// The database cannot take writes now (08xxx connection, 53xxx disk full / out of memory / too many
+    /// connections, 57P0x shutting down, 58xxx I/O, 25006 read-only, a closed or stuck connection, no connection
+    /// from the pool): the database's fault. Never spends a delivery: the batch is held and retried.
     Breaker,
 }
 
@@ -368,16 +354,21 @@ pub enum WriteError {
     /// PostgreSQL (or the connection to it) failed the statement.
     #[error("{}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// The write did not finish within its deadline; its connection was given up.
+    #[error("no answer from the database within {0:?}; the connection was dropped")]
+    Deadline(std::time::Duration),
 }
 
 impl WriteError {
     /// How to react to it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            // Every connection busy with our own writes: the database is fine, this batch just waits its turn.
-            WriteError::Pool(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => ErrorClass::Retry,
+            // No connection within the wait: either our own writers hold them all (then their commits keep
+            // closing the breaker, so this alone never opens it) or every connection is stuck (an outage that
+            // shows only this way, which must open it).
             WriteError::Pool(_) => ErrorClass::Breaker,
             WriteError::Postgres(e) => classify(e),
+            WriteError::Deadline(_) => ErrorClass::Breaker,
         }
     }
 
@@ -385,7 +376,7 @@ impl WriteError {
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
             WriteError::Postgres(e) => e.code().map(SqlState::code),
-            WriteError::Pool(_) => None,
+            WriteError::Pool(_) | WriteError::Deadline(_) => None,
         }
     }
 }
@@ -410,9 +401,16 @@ pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
 /// Classifies a SQLSTATE code.
 pub fn classify_sqlstate(code: &str) -> ErrorClass {
     match code {
-        "40001" | "40P01" | "55P03" | "57014" => ErrorClass::Retry,
-        c if c.starts_with("22") || c.starts_with("23") => ErrorClass::Permanent,
-        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") => ErrorClass::Breaker,
+        "40001" | "40P01" => ErrorClass::Retry,
+        "55P03" | "57014" => ErrorClass::Timeout,
+        // Read-only: a standby (after a failover this connection now points at): the database's state, not ours.
+        "25006" => ErrorClass::Breaker,
+        c if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") || c.starts_with("P0") => {
+            ErrorClass::Permanent
+        }
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57P") || c.starts_with("58") => {
+            ErrorClass::Breaker
+        }
         // Anything else (a missing table, a permission) is an operator problem: retry with backoff, never drop.
         _ => ErrorClass::Retry,
     }
@@ -449,25 +447,6 @@ pub fn explain(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text
-}
-
-/// Deletes ledger entries older than `keep`, in slices so no statement holds locks for long.
-/// Returns how many were removed.
-pub async fn prune_ledger(pool: &Pool, schema: &str, keep: std::time::Duration) -> Result<u64, WriteError> {
-    let ledger = crate::processor::qualified(schema, "db_event_writer_ledger");
-    let client = pool.get().await?;
-    let sql = format!(
-        "DELETE FROM {ledger} WHERE ctid IN \
-         (SELECT ctid FROM {ledger} WHERE committed_at < now() - make_interval(secs => $1) LIMIT 10000)"
-    );
-    let mut removed = 0;
-    loop {
-        let n = client.execute(&sql, &[&keep.as_secs_f64()]).await?;
-        removed += n;
-        if n < 10_000 {
-            return Ok(removed);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -528,47 +507,39 @@ mod tests {
         for (code, class) in [
             ("40001", ErrorClass::Retry),
             ("40P01", ErrorClass::Retry),
-            ("55P03", ErrorClass::Retry),
+            ("55P03", ErrorClass::Timeout),
+            ("57014", ErrorClass::Timeout),
             ("22P02", ErrorClass::Permanent),
             ("22021", ErrorClass::Permanent),
             ("23505", ErrorClass::Permanent),
             ("23502", ErrorClass::Permanent),
+            // index row size exceeds maximum; stack depth limit exceeded; RAISE EXCEPTION in a trigger
+            ("54000", ErrorClass::Permanent),
+            ("54001", ErrorClass::Permanent),
+            ("P0001", ErrorClass::Permanent),
             ("08006", ErrorClass::Breaker),
             ("57P01", ErrorClass::Breaker),
+            // too many connections; disk full; out of memory
             ("53300", ErrorClass::Breaker),
+            ("53100", ErrorClass::Breaker),
+            ("53200", ErrorClass::Breaker),
+            ("25006", ErrorClass::Breaker),
+            ("58030", ErrorClass::Breaker),
             ("42P01", ErrorClass::Retry),
+            ("XX000", ErrorClass::Retry),
         ] {
             assert_eq!(classify_sqlstate(code), class, "{code}");
         }
     }
 
     #[test]
-    fn uuids_encode_to_sixteen_bytes() {
-        use tokio_postgres::types::{ToSql, Type};
-        let mut out = bytes::BytesMut::new();
-        UuidText("c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2").to_sql(&Type::UUID, &mut out).unwrap();
-        assert_eq!(
-            &out[..],
-            &[0xc0, 0xb2, 0xf5, 0xaf, 0x7d, 0x5d, 0x4c, 0x1a, 0x8c, 0x5b, 0x7c, 0x6a, 0x9f, 0x4c, 0x94, 0xb2]
-        );
-        let mut upper = bytes::BytesMut::new();
-        UuidText("C0B2F5AF7D5D4C1A8C5B7C6A9F4C94B2").to_sql(&Type::UUID, &mut upper).unwrap();
-        assert_eq!(upper, out);
-        for bad in [
-            "nope",
-            "c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b",
-            "c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2a",
-            "g0b2f5af7d5d4c1a8c5b7c6a9f4c94b2",
-        ] {
-            assert!(UuidText(bad).to_sql(&Type::UUID, &mut bytes::BytesMut::new()).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_busy_pool_is_not_a_database_outage() {
+    fn no_connection_is_the_databases_failure_and_spends_no_delivery() {
         use deadpool_postgres::TimeoutType;
-        assert_eq!(WriteError::Pool(PoolError::Timeout(TimeoutType::Wait)).class(), ErrorClass::Retry);
+        // Held and retried rather than NAKed; the breaker counts it, and our own commits in between reset the
+        // count when the pool is merely busy.
+        assert_eq!(WriteError::Pool(PoolError::Timeout(TimeoutType::Wait)).class(), ErrorClass::Breaker);
         assert_eq!(WriteError::Pool(PoolError::Timeout(TimeoutType::Create)).class(), ErrorClass::Breaker);
         assert_eq!(WriteError::Pool(PoolError::Closed).class(), ErrorClass::Breaker);
+        assert_eq!(WriteError::Deadline(std::time::Duration::from_secs(1)).class(), ErrorClass::Breaker);
     }
 }

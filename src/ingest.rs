@@ -138,6 +138,45 @@ pub async fn record(status: &kv::Store, jetstream: &str, sequence: u64, fate: &F
     }
 }
 
+/// Records the fate of one stream's ingested messages in the background (the settler never waits on the
+/// bucket); [`Fates::wait`] lets the records in progress finish, so a shutdown does not leave committed messages
+/// `accepted`.
+#[derive(Debug, Clone)]
+pub struct Fates {
+    status: kv::Store,
+    jetstream: String,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl Fates {
+    /// Fates of messages of JetStream stream `jetstream`, recorded in `status`.
+    pub fn new(status: kv::Store, jetstream: &str) -> Self {
+        Fates { status, jetstream: jetstream.to_owned(), tasks: tokio_util::task::TaskTracker::new() }
+    }
+
+    /// Its rows committed, into `tables`.
+    pub fn persisted(&self, sequence: u64, tables: String) {
+        let committed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.spawn(sequence, Fate::Persisted { table: tables, committed_at });
+    }
+
+    /// Its dead letter is stored.
+    pub fn dead_lettered(&self, sequence: u64, class: crate::dlq::DlqClass, reason: String) {
+        self.spawn(sequence, Fate::DeadLettered { class: class.to_string(), reason });
+    }
+
+    fn spawn(&self, sequence: u64, fate: Fate) {
+        let (status, jetstream) = (self.status.clone(), self.jetstream.clone());
+        self.tasks.spawn(async move { record(&status, &jetstream, sequence, &fate).await });
+    }
+
+    /// Waits for the records in progress.
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
 /// True when a message came in through the front.
 pub fn is_ingested(headers: Option<&async_nats::HeaderMap>) -> bool {
     headers.is_some_and(|h| h.get(INGEST_HEADER).is_some())

@@ -199,38 +199,53 @@ pub fn stream_subjects(streams: &[StreamConfig]) -> BTreeMap<String, Vec<String>
     by_stream
 }
 
-/// Returns the JetStream stream, creating it (file storage, the given subjects) only when it does not exist.
-pub async fn ensure_stream(
+/// Returns the JetStream stream named by `config`, creating it with `config` only when it does not exist. An
+/// existing stream is returned as it is: the one place streams are made (source streams, the DLQ, the ingest
+/// status bucket's), and none of them is ever modified here.
+pub async fn get_or_create_stream(
     js: &jetstream::Context,
-    name: &str,
-    subjects: &[String],
+    config: stream::Config,
 ) -> Result<stream::Stream, NatsError> {
-    let err = |message: String| NatsError::Stream { name: name.to_owned(), message };
-    match js.get_stream(name).await {
+    let name = config.name.clone();
+    let err = |message: String| NatsError::Stream { name: name.clone(), message };
+    match js.get_stream(&name).await {
         Ok(s) => Ok(s),
         Err(e) if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(ref j) if j.error_code().0 == STREAM_NOT_FOUND) =>
         {
-            let config = stream::Config {
-                name: name.to_owned(),
-                subjects: subjects.to_vec(),
-                storage: stream::StorageType::File,
-                description: Some("created by db-event-writer".to_owned()),
-                ..Default::default()
-            };
+            let subjects = config.subjects.clone();
             match js.create_stream(config).await {
                 Ok(s) => {
-                    tracing::info!(jetstream = name, subjects = ?subjects, "created JetStream stream");
+                    tracing::info!(jetstream = %name, subjects = ?subjects, "created JetStream stream");
                     Ok(s)
                 }
                 // Another stream task (or replica) created it first.
-                Err(_) => js.get_stream(name).await.map_err(|e| err(e.to_string())),
+                Err(created) => js.get_stream(&name).await.map_err(|_| err(created.to_string())),
             }
         }
         Err(e) => Err(err(e.to_string())),
     }
 }
 
-/// The consumer settings this daemon wants for a stream.
+/// Returns the JetStream stream a `[[stream]]` consumes, creating it (file storage, the given subjects) only when
+/// it does not exist.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+    subjects: &[String],
+) -> Result<stream::Stream, NatsError> {
+    let config = stream::Config {
+        name: name.to_owned(),
+        subjects: subjects.to_vec(),
+        storage: stream::StorageType::File,
+        description: Some("created by db-event-writer".to_owned()),
+        ..Default::default()
+    };
+    get_or_create_stream(js, config).await
+}
+
+/// The consumer settings this daemon wants for a stream. `max_deliver` is unlimited on the server: the daemon
+/// counts deliveries itself and dead-letters a message that ran out of them, where JetStream would stop offering
+/// it in silence.
 pub fn desired_consumer(s: &StreamConfig) -> consumer::pull::Config {
     let (filter_subject, filter_subjects) = match s.subjects.as_slice() {
         [one] => (one.clone(), Vec::new()),
@@ -242,7 +257,7 @@ pub fn desired_consumer(s: &StreamConfig) -> consumer::pull::Config {
         deliver_policy: DeliverPolicy::All,
         ack_policy: AckPolicy::Explicit,
         ack_wait: s.ack_wait,
-        max_deliver: s.max_deliver,
+        max_deliver: -1,
         max_ack_pending: s.max_ack_pending,
         filter_subject,
         filter_subjects,
@@ -339,6 +354,9 @@ mod tests {
             batches_in_flight: 2,
             writers: 2,
             validate: false,
+            max_rows_per_message: 100_000,
+            max_expansion: 32,
+            max_bytes_in_flight: 32 << 20,
         }
     }
 
@@ -380,6 +398,11 @@ mod tests {
         existing.ack_wait = Duration::from_secs(5);
         existing.filter_subjects = vec!["a".into()];
         assert_eq!(consumer_differences(&existing, &want), ["ack_wait", "filter_subjects"]);
+        // A consumer made by an earlier version (JetStream counting deliveries) is updated to unlimited.
+        let mut old: consumer::Config = consumer::IntoConsumerConfig::into_consumer_config(want.clone());
+        old.max_deliver = 5;
+        assert_eq!(consumer_differences(&old, &want), ["max_deliver"]);
+        assert_eq!(want.max_deliver, -1);
         let single = desired_consumer(&stream(&["a"]));
         assert_eq!(single.filter_subject, "a");
         assert!(single.filter_subjects.is_empty());

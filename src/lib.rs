@@ -6,9 +6,11 @@
 //! # Layout
 //! - [`config`]: streams.toml types, defaults, `validate()` (errors name file, line and key).
 //! - [`supervisor`]: one task per `[[stream]]`, restarted with backoff when it fails.
-//! - [`consumer`]: a stream's pipeline: pull → decode → batch → write → ack after commit.
-//! - [`batch`]: the size/timeout batcher.
-//! - [`dlq`]: dead letters (publish with reasons; list; replay).
+//! - [`pipeline`]: a stream's pipeline: reader (pull, decode, batch) → writers (commit, bisect) → settler (the
+//!   only owner of delivered messages: ack after commit, progress, NAK, Term after the dead letter is stored).
+//! - [`dlq`]: dead letters (publish with reasons; list; replay exactly once).
+//! - [`ledger`]: the idempotency ledger and the incarnations of JetStream streams (message identity).
+//! - [`sql`]: identifier quoting, COPY column types, the COPY-then-INSERT write.
 //! - [`breaker`]: the database circuit breaker (Closed / Open / HalfOpen).
 //! - [`processor`]: the closed set of processors (decode a message into rows; write rows).
 //! - [`jetstream`]: NATS connection, server checks, stream and durable consumer set-up.
@@ -21,19 +23,20 @@
 //! - [`status`]: the `status` command's report.
 //! - [`migrate`]: embedded schema migrations and retention policies.
 
-pub mod batch;
 pub mod breaker;
 pub mod config;
-pub mod consumer;
 pub mod db;
 pub mod dlq;
 pub mod http;
 pub mod ingest;
 pub mod jetstream;
+pub mod ledger;
 pub mod legacy;
 pub mod metrics;
 pub mod migrate;
+pub mod pipeline;
 pub mod processor;
+pub mod sql;
 pub mod status;
 pub mod supervisor;
 pub mod tls;
@@ -48,8 +51,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, StreamConfig};
-use crate::consumer::Shared;
-use crate::processor::qualified;
+use crate::pipeline::Shared;
+use crate::sql::qualified;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +153,7 @@ pub async fn run_reloadable(
     let shared = Arc::new(Shared {
         js,
         pool: pool.clone(),
-        schema: config.database.schema.clone(),
+        database: config.database.clone(),
         jetstream_subjects: Arc::new(jetstream::stream_subjects(&config.streams)),
         dlq,
         breaker: Arc::clone(&breaker),
@@ -386,7 +389,7 @@ async fn prune_ledger(pool: db::SharedPool, db: config::DatabaseConfig, shutdown
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
-        match db::prune_ledger(&pool.current(), &db.schema, db.ledger_retention).await {
+        match ledger::prune(&pool.current(), &db.schema, db.ledger_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned the idempotency ledger"),
             Err(e) => tracing::warn!(error = %e, "could not prune the idempotency ledger; will retry"),

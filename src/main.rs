@@ -228,8 +228,11 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             eprintln!("{} dead letter(s)", letters.len());
         }
         DlqAction::Replay { stream, limit } => {
-            let n = dlq::replay(&js, &config.dlq, stream.as_deref(), limit).await?;
-            println!("replayed {n} dead letter(s)");
+            let done = dlq::replay(&js, &config.dlq, stream.as_deref(), limit).await?;
+            println!("replayed {} dead letter(s)", done.replayed);
+            if done.kept > 0 {
+                println!("kept {} dead letter(s) that could not be replayed (see the log)", done.kept);
+            }
         }
     }
     client.flush().await.context("flushing to NATS")?;

@@ -93,6 +93,9 @@ pub struct Metrics {
     pending: Family<StreamLabels, Gauge>,
     ack_pending: Family<StreamLabels, Gauge>,
     consumer_redelivered: Family<StreamLabels, Gauge>,
+    held: Family<StreamLabels, Gauge>,
+    letters_held: Family<StreamLabels, Gauge>,
+    dlq_failures: Counters<StreamLabels>,
     /// 0 closed, 1 open, 2 half-open.
     pub breaker_state: Gauge,
     /// Connections the pool holds.
@@ -136,6 +139,9 @@ impl Metrics {
             pending: Family::default(),
             ack_pending: Family::default(),
             consumer_redelivered: Family::default(),
+            held: Family::default(),
+            letters_held: Family::default(),
+            dlq_failures: Family::default(),
             breaker_state: Gauge::default(),
             pool_size: Gauge::default(),
             pool_in_use: Gauge::default(),
@@ -185,6 +191,21 @@ impl Metrics {
             "consumer_redelivered",
             "Messages redelivered and not yet acked (JetStream's count)",
             m.consumer_redelivered.clone(),
+        );
+        r.register(
+            "messages_held",
+            "Messages delivered and not yet settled (in a batch, being written, waiting for the database or the DLQ)",
+            m.held.clone(),
+        );
+        r.register(
+            "dead_letters_held",
+            "Messages whose dead letter is not stored yet (held, never terminated, until the DLQ takes it)",
+            m.letters_held.clone(),
+        );
+        r.register(
+            "dead_letter_failures",
+            "Dead-letter publishes that failed (the message stays held and is retried)",
+            m.dlq_failures.clone(),
         );
         r.register("breaker_state", "Database circuit breaker: 0 closed, 1 open, 2 half-open", m.breaker_state.clone());
         r.register("pool_connections", "Connections in the PostgreSQL pool", m.pool_size.clone());
@@ -252,6 +273,9 @@ impl Metrics {
             pending: self.pending.get_or_create_owned(&s),
             ack_pending: self.ack_pending.get_or_create_owned(&s),
             consumer_redelivered: self.consumer_redelivered.get_or_create_owned(&s),
+            held: self.held.get_or_create_owned(&s),
+            letters_held: self.letters_held.get_or_create_owned(&s),
+            dlq_failures: self.dlq_failures.get_or_create_owned(&s),
             labels: s,
             all: Arc::clone(self),
         }
@@ -265,9 +289,10 @@ impl Metrics {
         {
             family.remove(&s);
         }
-        for family in [&self.pending, &self.ack_pending, &self.consumer_redelivered] {
+        for family in [&self.pending, &self.ack_pending, &self.consumer_redelivered, &self.held, &self.letters_held] {
             family.remove(&s);
         }
+        self.dlq_failures.remove(&s);
         self.batch_rows.remove(&s);
         self.latency.remove(&s);
         for t in processor.tables() {
@@ -282,7 +307,7 @@ impl Metrics {
             self.batches.remove(&l);
             self.batch_seconds.remove(&l);
         }
-        for class in [DlqClass::Decode, DlqClass::Rejected, DlqClass::MaxDeliver] {
+        for class in DlqClass::ALL {
             let l = ClassLabels {
                 stream: s.stream.clone(),
                 processor: s.processor.clone(),
@@ -349,6 +374,12 @@ pub struct StreamMetrics {
     pub ack_pending: Gauge,
     /// JetStream's redelivered count.
     pub consumer_redelivered: Gauge,
+    /// Messages held by the settler.
+    pub held: Gauge,
+    /// Of those, dead letters not stored yet.
+    pub letters_held: Gauge,
+    /// Dead-letter publishes that failed.
+    pub dlq_failures: Counter,
     labels: StreamLabels,
     all: Arc<Metrics>,
 }

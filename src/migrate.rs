@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use crate::config::DatabaseConfig;
 use crate::db::{DbSetupError, pg_config};
-use crate::processor::quote_ident;
+use crate::sql::quote_ident;
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_ocsf_network_activity.sql",
         sql: include_str!("../migrations/0006_ocsf_network_activity.sql"),
     },
+    Migration { version: 7, name: "0007_incarnations.sql", sql: include_str!("../migrations/0007_incarnations.sql") },
 ];
 
 /// Errors of `migrate`.

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamConfig;
-use crate::consumer::{Shared, run_stream};
+use crate::pipeline::{Shared, run_stream};
 
 /// Capped exponential backoff.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{OtelConfig, OtelProtocol};
 use crate::processor::proto::common::{AnyValue, InstrumentationScope, KeyValue, Resource, any_value::Value};
-use crate::processor::proto::trace::{ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span, Status, span::Link};
+use crate::processor::proto::trace::{ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span, Status, span};
 
 /// Spans waiting for the exporter; beyond this they are dropped.
 const QUEUE: usize = 4096;
@@ -91,14 +91,33 @@ impl Tracer {
         self.queue.is_some()
     }
 
-    /// Queues the span of one batch, linked to the `traceparent` (and `tracestate`) headers of its messages.
-    pub fn record<'h>(&self, batch: &BatchSpan<'_>, headers: impl Iterator<Item = Option<&'h async_nats::HeaderMap>>) {
+    /// Queues the span of one batch, linked to the trace contexts its messages carried.
+    pub fn record<'l>(&self, batch: &BatchSpan<'_>, links: impl Iterator<Item = &'l Link>) {
         let Some(queue) = &self.queue else { return };
-        let span = batch_span(batch, headers);
+        let span = batch_span(batch, links);
         if queue.try_send(span).is_err() {
             self.counters.dropped.inc();
         }
     }
+}
+
+/// A message's W3C trace context (`traceparent`, `tracestate`): what its batch's span links to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The publisher's trace id.
+    pub trace_id: [u8; 16],
+    /// The publisher's span id.
+    pub span_id: [u8; 8],
+    /// `tracestate`, as sent.
+    pub state: String,
+}
+
+/// The trace context in a message's headers, if it carries a valid one.
+pub fn link_of(headers: Option<&async_nats::HeaderMap>) -> Option<Box<Link>> {
+    let h = headers?;
+    let (trace_id, span_id) = parse_traceparent(h.get("traceparent")?.as_str())?;
+    let state = h.get("tracestate").map(|v| v.as_str().to_owned()).unwrap_or_default();
+    Some(Box::new(Link { trace_id, span_id, state }))
 }
 
 fn string(key: &str, value: impl Into<String>) -> KeyValue {
@@ -126,17 +145,20 @@ fn random_id<const N: usize>() -> Vec<u8> {
     id.to_vec()
 }
 
-fn batch_span<'h>(b: &BatchSpan<'_>, headers: impl Iterator<Item = Option<&'h async_nats::HeaderMap>>) -> Span {
+fn batch_span<'l>(b: &BatchSpan<'_>, sources: impl Iterator<Item = &'l Link>) -> Span {
     let mut links = Vec::new();
     let mut unlinked = 0i64;
-    for h in headers.flatten() {
-        let Some(parent) = h.get("traceparent").and_then(|v| parse_traceparent(v.as_str())) else { continue };
+    for l in sources {
         if links.len() == MAX_LINKS {
             unlinked += 1;
             continue;
         }
-        let trace_state = h.get("tracestate").map(|v| v.as_str().to_owned()).unwrap_or_default();
-        links.push(Link { trace_id: parent.0.to_vec(), span_id: parent.1.to_vec(), trace_state, attributes: vec![] });
+        links.push(span::Link {
+            trace_id: l.trace_id.to_vec(),
+            span_id: l.span_id.to_vec(),
+            trace_state: l.state.clone(),
+            attributes: vec![],
+        });
     }
     let mut attributes = vec![
         string("messaging.system", "nats"),
@@ -504,6 +526,8 @@ mod tests {
         bad.insert("traceparent", "nonsense");
         let headers: Vec<Option<&async_nats::HeaderMap>> =
             (0..MAX_LINKS + 3).map(|_| Some(&traced)).chain([Some(&bad), None]).collect();
+        let links: Vec<Box<Link>> = headers.iter().filter_map(|h| link_of(*h)).collect();
+        assert_eq!(links.len(), MAX_LINKS + 3, "malformed and missing trace contexts make no link");
         let now = SystemTime::now();
         let b = BatchSpan {
             stream: "telemetry",
@@ -519,7 +543,7 @@ mod tests {
             start: now,
             end: now + Duration::from_millis(3),
         };
-        let span = batch_span(&b, headers.into_iter());
+        let span = batch_span(&b, links.iter().map(|l| &**l));
         assert_eq!(span.links.len(), MAX_LINKS);
         assert_eq!(span.links[0].trace_state, "vendor=1");
         assert_eq!(span.links[0].span_id, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);

@@ -99,7 +99,7 @@ async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_do
         max_bytes: 1 << 30,
     };
     let replayed = db_event_writer::dlq::replay(&js, &dlq, Some(&stream.name), 100).await.unwrap();
-    assert_eq!(replayed, 5);
+    assert_eq!(replayed, db_event_writer::dlq::Replayed { replayed: 5, kept: 0 });
     wait_until(LIMIT, "replayed row", || async { db.count("timeseries_metrics").await == 1000 }).await;
     wait_drained(&js, &stream, LIMIT).await;
     let again = dead_letters(&js, &stream.name).await;
@@ -131,33 +131,30 @@ async fn a_message_failing_on_its_last_delivery_is_dead_lettered_not_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_dlq_cannot_be_written_poison_is_naked_not_lost() {
+async fn a_dlq_stream_deleted_while_running_is_created_again_and_the_poison_lands_in_it() {
+    // Scenario 1 of the settle issue: the DLQ stream is deleted while the daemon runs.
     let nats = NatsServer::start();
     let db = TestDb::create().await;
     let mut stream = TestStream::telemetry(&unique("nodlq"));
-    stream.extra = "nak_delay = \"200ms\"\nnak_delay_max = \"500ms\"\nmax_deliver = -1\n".to_owned();
+    stream.extra = "nak_delay = \"200ms\"\nnak_delay_max = \"500ms\"\n".to_owned();
     let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
     migrate(&config).await;
     let js = nats.jetstream().await;
     let (token, handle) = start(config);
     wait_for_consumer(&js, &stream).await;
     js.delete_stream("DLQ").await.unwrap();
-    publish_all(&js, [(stream.subject("x"), b"garbage".to_vec()), (stream.subject("x"), metric(1))]).await;
-    wait_until(LIMIT, "good row", || async { db.count("timeseries_metrics").await == 1 }).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let info = js.get_stream(&stream.jetstream).await.unwrap().consumer_info(&stream.consumer).await.unwrap();
-    assert!(info.num_ack_pending == 1, "the poison is held, not terminated: {info:?}");
-    assert!(info.num_redelivered >= 1, "and offered again: {info:?}");
-    // The DLQ comes back: the poison lands there and the stream drains.
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "DLQ".into(),
-        subjects: vec!["dlq.>".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    publish_all(
+        &js,
+        (0..10).map(|_| (stream.subject("x"), b"garbage".to_vec())).chain([(stream.subject("x"), metric(1))]),
+    )
+    .await;
     wait_drained(&js, &stream, LIMIT).await;
-    assert_eq!(dead_letters(&js, &stream.name).await.len(), 1);
+    assert_eq!(db.count("timeseries_metrics").await, 1);
+    let letters = dead_letters(&js, &stream.name).await;
+    assert_eq!(letters.len(), 10, "every poison message is in the recreated DLQ");
+    assert!(letters.iter().all(|l| l.header(H_CLASS) == "decode"));
+    let info = js.get_stream(&stream.jetstream).await.unwrap().consumer_info(&stream.consumer).await.unwrap();
+    assert_eq!(info.num_redelivered, 0, "nothing was NAKed: the DLQ came back at the first publish: {info:?}");
     stop(token, handle).await;
 }
 

@@ -302,7 +302,12 @@ async fn series_key_matches_the_sql_definition() {
             stream: "events",
             sequence: 1,
         };
-        processor.decode(&msg, &mut rows).unwrap_or_else(|e| panic!("{payload}: {e}"));
+        processor
+            .decode(
+                &msg,
+                &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE),
+            )
+            .unwrap_or_else(|e| panic!("{payload}: {e}"));
         let r = &rows[0];
         let from_sql: String = client
             .query_one(

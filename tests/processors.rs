@@ -438,7 +438,7 @@ async fn flows_become_rows_once_through_the_ledger() {
         .await
         .unwrap();
     let pool = db_event_writer::db::pool(&h.config.database).unwrap();
-    let removed = db_event_writer::db::prune_ledger(&pool, "platform", Duration::from_secs(7 * 86_400)).await.unwrap();
+    let removed = db_event_writer::ledger::prune(&pool, "platform", Duration::from_secs(7 * 86_400)).await.unwrap();
     assert_eq!(removed, 1);
     h.stop().await;
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
-use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
+use super::json::{clean_jsonb, clean_text, each_object, parse_timestamp};
+use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::sql::qualified;
 
 /// One row of `ocsf_events`.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +62,27 @@ pub struct EventRow {
     pub raw_data: String,
 }
 
+impl RowSize for EventRow {
+    fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        64 + self.id.len()
+            + opt(&self.activity_name)
+            + opt(&self.severity)
+            + opt(&self.message)
+            + opt(&self.status)
+            + opt(&self.status_code)
+            + opt(&self.status_detail)
+            + self.objects.iter().map(String::len).sum::<usize>()
+            + opt(&self.trace_id)
+            + opt(&self.span_id)
+            + opt(&self.log_name)
+            + opt(&self.log_provider)
+            + opt(&self.log_level)
+            + opt(&self.log_version)
+            + self.raw_data.len()
+    }
+}
+
 /// The JSON sub-objects and what each defaults to.
 const OBJECTS: [(&str, &str); 7] = [
     ("metadata", "{}"),
@@ -109,11 +131,8 @@ impl Events {
 impl Processor for Events {
     type Row = EventRow;
 
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<EventRow>) -> Result<(), DecodeError> {
-        each_object(msg.payload, "event", |_, map, whole| {
-            rows.push(event_row(map, msg, whole)?);
-            Ok(())
-        })
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, EventRow>) -> Result<(), DecodeError> {
+        each_object(msg.payload, "event", |_, map, whole| rows.push(event_row(map, msg, whole)?))
     }
 
     async fn write(
@@ -189,8 +208,9 @@ fn text_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<String>, De
     for key in keys {
         match map.get(*key) {
             Some(Value::String(s)) if !s.is_empty() => {
-                check_text(key, s)?;
-                return Ok(Some(s.clone()));
+                let mut s = s.clone();
+                clean_text(&mut s);
+                return Ok(Some(s));
             }
             Some(Value::Number(n)) => return Ok(Some(n.to_string())),
             _ => {}
@@ -232,17 +252,22 @@ fn event_row(map: &Map<String, Value>, msg: &Incoming<'_>, whole: bool) -> Resul
     for (i, (key, default)) in OBJECTS.iter().enumerate() {
         objects[i] = match map.get(*key) {
             None | Some(Value::Null) => (*default).to_owned(),
-            Some(v @ (Value::Object(_) | Value::Array(_))) => v.to_string(),
+            Some(v @ (Value::Object(_) | Value::Array(_))) => {
+                let text = v.to_string();
+                match clean_jsonb(&text) {
+                    std::borrow::Cow::Owned(clean) => clean,
+                    std::borrow::Cow::Borrowed(_) => text,
+                }
+            }
             Some(_) => return Err(DecodeError::new(format!("{key}: must be a JSON object or array"))),
         };
-        check_jsonb(key, &objects[i])?;
     }
-    let raw_data = match map.get("raw_data") {
+    let mut raw_data = match map.get("raw_data") {
         Some(Value::String(s)) => s.clone(),
         _ if whole => String::from_utf8_lossy(msg.payload).into_owned(),
         _ => serde_json::to_string(map).unwrap_or_default(),
     };
-    check_text("raw_data", &raw_data)?;
+    clean_text(&mut raw_data);
     Ok(EventRow {
         id,
         time,
@@ -283,7 +308,7 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Events::new("platform").decode(&msg, &mut rows).map(|()| rows)
+        Events::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
     }
 
     const SAMPLE_02: &str = r#"{"id":"c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2","time":"2025-01-01T00:00:00Z","class_uid":1008,
@@ -339,7 +364,7 @@ mod tests {
             ("{", "bad JSON"),
         ] {
             let e = decode(payload).expect_err(payload);
-            assert!(e.0.contains(why), "{payload}: {e}");
+            assert!(e.message.contains(why), "{payload}: {e}");
         }
     }
 

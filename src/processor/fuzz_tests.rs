@@ -11,7 +11,7 @@ use super::netflow::Netflow;
 use super::otel::Otel;
 use super::sweep::Sweep;
 use super::telemetry::Telemetry;
-use super::{Incoming, Processor};
+use super::{Incoming, Limits, Processor, Rows};
 
 const SUBJECTS: &[&str] = &[
     "telemetry.x",
@@ -27,12 +27,13 @@ fn decode_everywhere(payload: &[u8]) {
     let published = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
     for subject in SUBJECTS {
         let msg = Incoming { subject, payload, published, stream: "events", sequence: 1 };
-        let _ = Telemetry::new("p").decode(&msg, &mut Vec::new());
-        let _ = Logs::new("p").decode(&msg, &mut Vec::new());
-        let _ = Otel::new("p").decode(&msg, &mut Vec::new());
-        let _ = Events::new("p").decode(&msg, &mut Vec::new());
-        let _ = Netflow::new("p", "events").decode(&msg, &mut Vec::new());
-        let _ = Sweep::new("p").decode(&msg, &mut Vec::new());
+        let limits = Limits::for_payload(payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
+        let _ = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
+        let _ = Logs::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
+        let _ = Otel::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
+        let _ = Events::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
+        let _ = Netflow::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
+        let _ = Sweep::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits));
     }
 }
 
@@ -157,6 +158,194 @@ fn payloads_up_to_a_mebibyte_decode() {
         sequence: 1,
     };
     let mut rows = Vec::new();
-    Otel::new("p").decode(&msg, &mut rows).unwrap();
+    let limits = Limits::for_payload(payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
+    Otel::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap();
     assert_eq!(rows.len(), 4000);
+}
+
+/// Runs `f` on a thread with a stack of `kib` KiB: smaller than a tokio worker's 2 MiB, so recursion that would
+/// overflow there overflows here first (and aborts the test binary, which is the failure we want to see).
+fn on_small_stack(kib: usize, f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new().stack_size(kib * 1024).spawn(f).unwrap().join().unwrap();
+}
+
+fn nested_arrays(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn json_nested_100000_deep_is_an_error_in_every_decoder_not_a_stack_overflow() {
+    for depth in [129, 1_000, 10_000, 100_000] {
+        on_small_stack(512, move || {
+            let deep = nested_arrays(depth);
+            let telemetry = format!(r#"{{"value": 1, "tags": {{"t": {deep}}}}}"#);
+            let in_string = format!(r#"{{"value": 1, "tags": "{{\"t\": {deep}}}"}}"#);
+            let generic = format!(r#"{{"id": "x", "message": "m", "attributes": {{"a": {deep}}}, "x": {deep}}}"#);
+            for payload in [telemetry.as_str(), in_string.as_str(), generic.as_str(), deep.as_str()] {
+                decode_everywhere(payload.as_bytes());
+            }
+            let mut rows = Vec::new();
+            let msg = Incoming {
+                subject: "telemetry.x",
+                payload: telemetry.as_bytes(),
+                published: Utc::now(),
+                stream: "events",
+                sequence: 1,
+            };
+            let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap_err();
+            assert!(e.message.contains("nested deeper than 128"), "{depth}: {e}");
+        });
+    }
+}
+
+/// An OTLP `AnyValue` nested `depth` kvlists deep, encoded by hand from the inside out (prost's own encoder
+/// would recurse as deep).
+fn nested_any_value(depth: usize) -> Vec<u8> {
+    fn field(number: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len() + 12);
+        prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+        out.extend_from_slice(bytes);
+        out
+    }
+    // AnyValue { string_value = "x" }
+    let mut any = field(1, b"x");
+    for _ in 0..depth {
+        // KeyValue { key = "k", value = any }
+        let mut kv = field(1, b"k");
+        kv.extend(field(2, &any));
+        // AnyValue { kvlist_value (6) = KeyValueList { values (1) = [kv] } }
+        any = field(6, &field(1, &kv));
+    }
+    any
+}
+
+#[test]
+fn protobuf_nested_100000_deep_is_an_error_not_a_stack_overflow() {
+    on_small_stack(512, || {
+        // Each level is three messages (AnyValue, KeyValueList, KeyValue); prost allows 100 in all.
+        for depth in [30, 100_000] {
+            let any = nested_any_value(depth);
+            // LogRecord { body (5) = any }, in ScopeLogs (2), in ResourceLogs (2), in the request (1).
+            let wrap = |number: u32, bytes: Vec<u8>| {
+                let mut out = Vec::new();
+                prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, &mut out);
+                prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+                out.extend(bytes);
+                out
+            };
+            let logs = wrap(1, wrap(2, wrap(2, wrap(5, any.clone()))));
+            let mut rows = Vec::new();
+            let msg =
+                Incoming { subject: "logs.otel", payload: &logs, published: Utc::now(), stream: "events", sequence: 1 };
+            let result = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE));
+            if depth < 33 {
+                result.unwrap();
+                assert_eq!(rows.len(), 1);
+            } else {
+                assert!(result.unwrap_err().message.contains("recursion limit"), "depth {depth}");
+            }
+            // The same value as a span attribute and a metric point's attribute.
+            let span = wrap(
+                1,
+                wrap(
+                    2,
+                    wrap(2, {
+                        let mut kv = wrap(1, b"k".to_vec());
+                        kv.extend(wrap(2, any.clone()));
+                        wrap(9, kv)
+                    }),
+                ),
+            );
+            decode_everywhere(&span);
+        }
+    });
+}
+
+#[test]
+fn small_payloads_cannot_expand_without_bound() {
+    use super::proto::common::{AnyValue, KeyValue, Resource, any_value};
+    use super::proto::logs::{ExportLogsServiceRequest, LogRecord, ResourceLogs, ScopeLogs};
+    // One 64 KiB resource attribute and 10,000 empty records: 85 KB that would be 640 MB of rows.
+    let big = KeyValue {
+        key: "service.name".into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue("x".repeat(64 * 1024))) }),
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource { attributes: vec![big] }),
+            scope_logs: vec![ScopeLogs { scope: None, log_records: vec![LogRecord::default(); 10_000] }],
+        }],
+    }
+    .encode_to_vec();
+    assert!(request.len() < 100 * 1024);
+    let msg =
+        Incoming { subject: "logs.otel", payload: &request, published: Utc::now(), stream: "events", sequence: 1 };
+    let limits = Limits::for_payload(request.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
+    let mut rows = Vec::new();
+    let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap_err();
+    assert!(e.over_limit && e.message.contains("max_expansion"), "{e}");
+    // The limit stopped it early: far fewer rows were ever made than the message asks for.
+    assert!(rows.len() < 100, "{}", rows.len());
+
+    // 100,001 rows in one message: over the row limit whatever their size.
+    let tiny = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: None,
+            scope_logs: vec![ScopeLogs { scope: None, log_records: vec![LogRecord::default(); 100_001] }],
+        }],
+    }
+    .encode_to_vec();
+    let msg = Incoming { subject: "logs.otel", payload: &tiny, published: Utc::now(), stream: "events", sequence: 1 };
+    let limits = Limits { max_rows: Limits::DEFAULT_MAX_ROWS, max_bytes: usize::MAX };
+    let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits)).unwrap_err();
+    assert!(e.over_limit && e.message.contains("max_rows_per_message"), "{e}");
+
+    // 4,000 tags of 1e99999: each would be a 100,001-digit string.
+    let tags: Vec<String> = (0..4000).map(|i| format!("\"t{i}\": 1e99999")).collect();
+    let payload = format!(r#"{{"value": 1, "tags": {{{}}}}}"#, tags.join(", "));
+    let msg = Incoming {
+        subject: "telemetry.x",
+        payload: payload.as_bytes(),
+        published: Utc::now(),
+        stream: "e",
+        sequence: 1,
+    };
+    let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), Limits::NONE)).unwrap_err();
+    assert!(e.over_limit && e.message.contains("exponent beyond"), "{e}");
+}
+
+#[test]
+fn nul_characters_become_the_replacement_character_and_escaped_backslashes_stay() {
+    use super::json::clean_jsonb;
+    assert_eq!(clean_jsonb(r#"{"a": "x\u0000y"}"#), r#"{"a": "x\ufffdy"}"#);
+    // `\\u0000` is an escaped backslash followed by the text u0000 (a Windows path): PostgreSQL stores it.
+    assert_eq!(clean_jsonb(r#"{"p": "C:\\u0000dir"}"#), r#"{"p": "C:\\u0000dir"}"#);
+    assert_eq!(clean_jsonb(r#"{"p": "\\\u0000"}"#), r#"{"p": "\\\ufffd"}"#);
+    assert_eq!(clean_jsonb(r#"["u0000", "\u00001"]"#), r#"["u0000", "\ufffd1"]"#);
+
+    let payload = r#"{"value": 1, "agent_id": "a\u0000b", "tags": {"path": "C:\\u0000", "n": "\u0000"}}"#;
+    let msg = Incoming {
+        subject: "telemetry.x",
+        payload: payload.as_bytes(),
+        published: Utc::now(),
+        stream: "e",
+        sequence: 1,
+    };
+    let mut rows = Vec::new();
+    Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap();
+    assert_eq!(rows[0].agent_id.as_deref(), Some("a\u{FFFD}b"));
+    assert_eq!(rows[0].tags.as_deref(), Some(r#"{"path": "C:\\u0000", "n": "\ufffd"}"#));
+
+    let msg = Incoming {
+        subject: "logs.syslog.processed",
+        payload: br#"{"msg": "a\u0000b", "custom": "c\u0000"}"#,
+        published: Utc::now(),
+        stream: "e",
+        sequence: 1,
+    };
+    let mut rows = Vec::new();
+    Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap();
+    assert_eq!(rows[0].body, "a\u{FFFD}b");
+    assert_eq!(rows[0].attributes, r#"{"custom":"c\ufffd"}"#);
 }

@@ -145,20 +145,51 @@ pub fn each_object(
     }
 }
 
-/// Rejects a string PostgreSQL cannot store in `text` (a NUL character).
-pub fn check_text(field: &str, s: &str) -> Result<(), DecodeError> {
+/// Deepest nesting of arrays and objects this code walks (serde_json's own limit for parsed values). Deeper
+/// JSON is a decode error rather than a stack overflow.
+pub const MAX_DEPTH: usize = 128;
+
+/// Largest decimal exponent of a JSON number written out as PostgreSQL `numeric` text: `1e99999` would be a
+/// 100,001-digit string. Far beyond any double (±308).
+pub const MAX_EXPONENT: i64 = 1000;
+
+/// What a real NUL character (U+0000) becomes: PostgreSQL `text` cannot hold it and `jsonb` refuses `\u0000`,
+/// so the row lands with U+FFFD (the replacement character) in its place rather than failing for ever.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// Replaces NUL characters in a text column's value (see [`NUL_REPLACEMENT`]); the common case costs one scan.
+pub fn clean_text(s: &mut String) {
     if s.contains('\0') {
-        return Err(DecodeError::new(format!("{field}: contains a NUL character, which PostgreSQL text cannot hold")));
+        *s = s.replace('\0', "\u{FFFD}");
     }
-    Ok(())
 }
 
-/// Rejects JSON that PostgreSQL's `jsonb` refuses (`\u0000`).
-pub fn check_jsonb(field: &str, raw: &str) -> Result<(), DecodeError> {
-    if raw.contains("\\u0000") {
-        return Err(DecodeError::new(format!("{field}: contains \\u0000, which PostgreSQL jsonb refuses")));
+/// JSON text that `jsonb` accepts: every `\u0000` escape becomes `\ufffd`. An escaped backslash followed by
+/// `u0000` (the text `\\u0000`, a Windows path say) is not an escape of NUL and is kept as it is.
+pub fn clean_jsonb(raw: &str) -> std::borrow::Cow<'_, str> {
+    if !raw.contains("u0000") {
+        return std::borrow::Cow::Borrowed(raw);
     }
-    Ok(())
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') && b.get(i + 2..i + 6) == Some(&b"0000"[..]) {
+                out.push_str(&raw[copied..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                copied = i;
+            } else {
+                // Any other escape (including `\\`): skip the escaped character with it.
+                i += 2;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&raw[copied.min(raw.len())..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// What `jsonb_each_text` yields for a value: `None` for JSON null, the unescaped text of a string, and the
@@ -170,14 +201,17 @@ pub fn jsonb_each_text(raw: &RawValue) -> Result<Option<String>, DecodeError> {
         Some(b'"') => serde_json::from_str::<String>(text).map(Some).map_err(|e| DecodeError::new(e.to_string())),
         _ => {
             let mut out = String::new();
-            write_jsonb(raw, &mut out)?;
+            write_jsonb(raw, &mut out, 0)?;
             Ok(Some(out))
         }
     }
 }
 
-/// Writes `raw` as PostgreSQL prints a `jsonb` value.
-pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> {
+/// Writes `raw` as PostgreSQL prints a `jsonb` value; `depth` is how deep `raw` sits (0 at the top).
+pub fn write_jsonb(raw: &RawValue, out: &mut String, depth: usize) -> Result<(), DecodeError> {
+    if depth >= MAX_DEPTH {
+        return Err(DecodeError::new(format!("JSON nested deeper than {MAX_DEPTH} levels")));
+    }
     let text = raw.get().trim();
     let bad = |e: serde_json::Error| DecodeError::new(format!("bad JSON: {e}"));
     match text.as_bytes().first() {
@@ -193,7 +227,7 @@ pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> 
                 }
                 write_json_string(k, out);
                 out.push_str(": ");
-                write_jsonb(v, out)?;
+                write_jsonb(v, out, depth + 1)?;
             }
             out.push('}');
         }
@@ -204,7 +238,7 @@ pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> 
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_jsonb(v, out)?;
+                write_jsonb(v, out, depth + 1)?;
             }
             out.push(']');
         }
@@ -213,16 +247,31 @@ pub fn write_jsonb(raw: &RawValue, out: &mut String) -> Result<(), DecodeError> 
             write_json_string(&s, out);
         }
         Some(b't' | b'f' | b'n') => out.push_str(text),
-        _ => out.push_str(&pg_numeric_text(text).ok_or_else(|| DecodeError::new(format!("bad JSON number {text}")))?),
+        _ => match pg_numeric_text(text) {
+            Some(n) => out.push_str(&n),
+            None if exponent_of(text).is_some_and(|e| e.abs() > MAX_EXPONENT) => {
+                let shown: String = text.chars().take(40).collect();
+                return Err(DecodeError::limit(format!("number {shown} has an exponent beyond ±{MAX_EXPONENT}")));
+            }
+            None => return Err(DecodeError::new(format!("bad JSON number {text}"))),
+        },
     }
     Ok(())
 }
 
-/// PostgreSQL's `escape_json`.
+fn exponent_of(literal: &str) -> Option<i64> {
+    let i = literal.find(['e', 'E'])?;
+    // Saturating: an exponent too long for i64 is certainly beyond the limit.
+    let digits = &literal[i + 1..];
+    Some(digits.parse::<i64>().unwrap_or(if digits.starts_with('-') { i64::MIN } else { i64::MAX }))
+}
+
+/// PostgreSQL's `escape_json` (of a value whose NULs are replaced, as the row stores it).
 fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
+            '\0' => out.push(NUL_REPLACEMENT),
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\u{8}' => out.push_str("\\b"),
@@ -255,7 +304,7 @@ pub fn pg_numeric_text(literal: &str) -> Option<String> {
     {
         return None;
     }
-    if exponent.abs() > 100_000 {
+    if exponent.abs() > MAX_EXPONENT {
         return None;
     }
     // All digits with the decimal point `point` digits from the left.

@@ -120,22 +120,133 @@ pub struct Incoming<'a> {
     pub sequence: u64,
 }
 
-/// Why a payload can never become rows. Never retried: the message is terminated (and later dead-lettered).
+/// Why a payload can never become rows. Never retried: the message is dead-lettered (class `decode`, or `limit`
+/// when it is well-formed but over one of the stream's per-message limits).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub String);
+#[error("{message}")]
+pub struct DecodeError {
+    /// What is wrong, naming the field or the limit.
+    pub message: String,
+    /// True when the payload is refused for its size (rows, bytes), not its content.
+    pub over_limit: bool,
+}
 
 impl DecodeError {
-    /// Builds an error from anything printable.
+    /// A payload that cannot be decoded; the message names the field.
     pub fn new(message: impl Into<String>) -> Self {
-        DecodeError(message.into())
+        DecodeError { message: message.into(), over_limit: false }
     }
+
+    /// A payload that decodes, but into more than a limit allows; the message names the limit.
+    pub fn limit(message: impl Into<String>) -> Self {
+        DecodeError { message: message.into(), over_limit: true }
+    }
+
+    /// The same error with `prefix` (e.g. `[3]: `) in front of its message.
+    pub fn prefixed(self, prefix: impl fmt::Display) -> Self {
+        DecodeError { message: format!("{prefix}{}", self.message), ..self }
+    }
+}
+
+/// How much one message may expand into: a payload of a few kilobytes must not become gigabytes of rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most rows one message may produce.
+    pub max_rows: usize,
+    /// Most row bytes (as sent to PostgreSQL, see [`RowSize`]) one message may produce.
+    pub max_bytes: usize,
+}
+
+impl Limits {
+    /// The default cap on rows per message.
+    pub const DEFAULT_MAX_ROWS: usize = 100_000;
+    /// The default cap on row bytes per payload byte.
+    pub const DEFAULT_EXPANSION: usize = 32;
+    /// Row bytes every message may produce whatever its size (a 100-byte payload may still become a 4 KiB row).
+    pub const BYTES_FLOOR: usize = 4 << 20;
+
+    /// The limits of a message of `payload_len` bytes under a stream's settings.
+    pub fn for_payload(payload_len: usize, max_rows: usize, expansion: usize) -> Limits {
+        Limits { max_rows, max_bytes: payload_len.saturating_mul(expansion).max(Self::BYTES_FLOOR) }
+    }
+
+    /// No limit: tests, and callers that keep no rows.
+    pub const NONE: Limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX };
+}
+
+/// The size of a row as it will be sent to PostgreSQL: the bytes of its text, plus 8 per other column. A value
+/// shared by many rows (`Arc<str>`) is counted in every row, because every row carries it to the database.
+pub trait RowSize {
+    /// Approximate bytes.
+    fn size(&self) -> usize;
+}
+
+/// Where a decoder appends one message's rows, within the message's [`Limits`]. Pushing past a limit is an
+/// error naming it, so a hostile payload stops expanding at the limit rather than after.
+pub struct Rows<'a, R> {
+    rows: &'a mut Vec<R>,
+    start: usize,
+    bytes: usize,
+    limits: Limits,
+}
+
+impl<'a, R: RowSize> Rows<'a, R> {
+    /// This message's rows go after what `rows` holds already (the open batch).
+    pub fn new(rows: &'a mut Vec<R>, limits: Limits) -> Self {
+        let start = rows.len();
+        Rows { rows, start, bytes: 0, limits }
+    }
+
+    /// Appends one row, or refuses it when the message would exceed a limit.
+    pub fn push(&mut self, row: R) -> Result<(), DecodeError> {
+        let n = self.rows.len() - self.start;
+        if n >= self.limits.max_rows {
+            return Err(DecodeError::limit(format!(
+                "more than {} rows in one message (max_rows_per_message)",
+                self.limits.max_rows
+            )));
+        }
+        self.bytes = self.bytes.saturating_add(row.size());
+        if self.bytes > self.limits.max_bytes {
+            return Err(DecodeError::limit(format!(
+                "its rows would exceed {} bytes (max_expansion × payload size)",
+                self.limits.max_bytes
+            )));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Room for `n` more rows (bounded by the row limit, so a lying count reserves nothing huge).
+    pub fn reserve(&mut self, n: usize) {
+        self.rows.reserve(n.min(self.limits.max_rows).min(65_536));
+    }
+
+    /// This message's rows so far.
+    pub fn added(&self) -> &[R] {
+        &self.rows[self.start..]
+    }
+
+    /// Row bytes of this message so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets this message's rows (its decoding failed).
+    pub fn discard(self) {
+        self.rows.truncate(self.start);
+    }
+}
+
+/// Bytes of a text column.
+pub fn text_size(s: &str) -> usize {
+    s.len()
 }
 
 /// One processor: decode messages into rows, write a slice of rows.
 pub trait Processor: Send + Sync + 'static {
     /// One table row (or a row for one of the processor's tables).
-    type Row: Send + Sync + 'static;
+    type Row: RowSize + Send + Sync + 'static;
 
     /// Which of the kind's [`ProcessorKind::tables`] a row goes to (for metrics).
     fn table_of(_row: &Self::Row) -> usize {
@@ -143,7 +254,7 @@ pub trait Processor: Send + Sync + 'static {
     }
 
     /// Appends the message's rows to `rows`. On error, whatever it appended is discarded by the caller.
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<Self::Row>) -> Result<(), DecodeError>;
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, Self::Row>) -> Result<(), DecodeError>;
 
     /// Writes `rows` inside `tx`, idempotently: rows already present (a redelivery) are skipped, not doubled.
     /// Returns the number of rows inserted.
@@ -157,7 +268,9 @@ pub trait Processor: Send + Sync + 'static {
 /// Runs `kind`'s decoder on a payload without keeping the rows (the HTTP ingest front's `validate`).
 pub fn validate(kind: ProcessorKind, subject: &str, payload: &[u8], stream: &str) -> Result<(), DecodeError> {
     fn check<P: Processor>(p: P, msg: &Incoming<'_>) -> Result<(), DecodeError> {
-        p.decode(msg, &mut Vec::new())
+        let mut rows = Vec::new();
+        let limits = Limits::for_payload(msg.payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
+        p.decode(msg, &mut Rows::new(&mut rows, limits))
     }
     let msg = Incoming { subject, payload, published: chrono::Utc::now(), stream, sequence: 1 };
     // The schema only names tables in SQL, which decoding never touches.
@@ -167,16 +280,6 @@ pub fn validate(kind: ProcessorKind, subject: &str, payload: &[u8], stream: &str
         ProcessorKind::Events => check(events::Events::new("platform"), &msg),
         ProcessorKind::Sweep => check(sweep::Sweep::new("platform"), &msg),
         ProcessorKind::Otel => check(otel::Otel::new("platform"), &msg),
-        ProcessorKind::Netflow => check(netflow::Netflow::new("platform", stream), &msg),
+        ProcessorKind::Netflow => check(netflow::Netflow::new("platform"), &msg),
     }
-}
-
-/// `"schema"."table"`, quoted for SQL.
-pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(table))
-}
-
-/// Quotes a PostgreSQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }

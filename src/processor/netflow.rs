@@ -2,26 +2,31 @@
 //! with the Elixir `Flows` mapping.
 //!
 //! `ocsf_network_activity` has no key in ServiceRadar's schema, so idempotency comes from the ledger: the
-//! message's (JetStream stream, table, sequence) is inserted into `db_event_writer_ledger` in the same statement
-//! and transaction as the rows, and rows are inserted only for sequences that were not there yet. A redelivered
-//! message inserts nothing; two instances writing the same message serialize on the ledger's primary key.
+//! message's identity (its JetStream stream's incarnation, see [`crate::ledger`], and stream sequence) is inserted
+//! into `db_event_writer_ledger` in the same statement and transaction as the rows, and rows are inserted only
+//! for messages that were not there yet. A redelivered (or replayed) message inserts nothing; two instances
+//! writing the same message serialize on the ledger's primary key.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use super::json::check_text;
+use super::json::clean_text;
 use super::logs::nanos;
 use super::proto::flow::{FlowMessage, flow_source};
-use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
+use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::sql::qualified;
 
 /// One row of `ocsf_network_activity`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct FlowRow {
+    /// The message's stream identity (the ledger key, with `sequence`), shared by its rows.
+    pub stream: Arc<str>,
     /// The message's stream sequence (the ledger key).
     pub sequence: i64,
     /// Flow time: end, else received, else start.
@@ -70,10 +75,23 @@ pub struct FlowRow {
     pub ocsf_payload: String,
 }
 
-/// The netflow processor (built per stream: the ledger key names the JetStream stream).
+impl RowSize for FlowRow {
+    fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        120 + self.stream.len()
+            + opt(&self.src_ip)
+            + opt(&self.dst_ip)
+            + opt(&self.protocol_name)
+            + opt(&self.sampler_address)
+            + opt(&self.src_mac)
+            + opt(&self.dst_mac)
+            + self.ocsf_payload.len()
+    }
+}
+
+/// The netflow processor.
 #[derive(Debug, Clone)]
 pub struct Netflow {
-    jetstream: String,
     insert_sql: String,
 }
 
@@ -83,39 +101,40 @@ impl Netflow {
     /// The table written.
     pub const TABLE: &str = "ocsf_network_activity";
 
-    /// A processor writing to `schema`, for messages of JetStream stream `jetstream`.
-    pub fn new(schema: &str, jetstream: &str) -> Self {
+    /// A processor writing to `schema`.
+    pub fn new(schema: &str) -> Self {
         let table = qualified(schema, Self::TABLE);
         let ledger = qualified(schema, "db_event_writer_ledger");
         let insert_sql = format!(
             "WITH fresh AS ( \
                INSERT INTO {ledger} (jetstream, table_name, sequence) \
-               SELECT DISTINCT $1::text, '{}', s FROM unnest($2::int8[]) AS s \
-               ON CONFLICT DO NOTHING RETURNING sequence) \
+               SELECT DISTINCT l.js, '{}', l.seq FROM unnest($1::text[], $2::int8[]) AS l(js, seq) \
+               ON CONFLICT DO NOTHING RETURNING jetstream, sequence) \
              INSERT INTO {table} (time, start_time, end_time, src_endpoint_ip, src_endpoint_port, src_as_number, \
                dst_endpoint_ip, dst_endpoint_port, dst_as_number, protocol_num, protocol_name, tcp_flags, bytes_total, \
                packets_total, bytes_in, bytes_out, packets_in, packets_out, sampler_address, src_mac, dst_mac, \
                ocsf_payload, partition) \
              SELECT t.time, t.st, t.et, t.sip, t.sp, t.sas, t.dip, t.dp, t.das, t.pn, t.pname, t.tf, t.bt, t.pt, \
                t.bi, t.bo, t.pi, t.po, t.sa, t.smac, t.dmac, t.payload::jsonb, 'default' \
-             FROM unnest($2::int8[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int4[], \
+             FROM unnest($1::text[], $2::int8[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::int4[], \
                $8::int4[], $9::text[], $10::int4[], $11::int4[], $12::int4[], $13::text[], $14::int4[], $15::int8[], \
                $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::int8[], $21::text[], $22::text[], $23::text[], \
                $24::text[]) \
-             AS t(seq, time, st, et, sip, sp, sas, dip, dp, das, pn, pname, tf, bt, pt, bi, bo, pi, po, sa, smac, dmac, \
-               payload) \
-             WHERE t.seq IN (SELECT sequence FROM fresh)",
+             AS t(js, seq, time, st, et, sip, sp, sas, dip, dp, das, pn, pname, tf, bt, pt, bi, bo, pi, po, sa, smac, \
+               dmac, payload) \
+             WHERE (t.js, t.seq) IN (SELECT jetstream, sequence FROM fresh)",
             Self::TABLE
         );
-        Netflow { jetstream: jetstream.to_owned(), insert_sql }
+        Netflow { insert_sql }
     }
 }
 
 impl Processor for Netflow {
     type Row = FlowRow;
 
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<FlowRow>) -> Result<(), DecodeError> {
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, FlowRow>) -> Result<(), DecodeError> {
         let sequence = i64::try_from(msg.sequence).map_err(|_| DecodeError::new("stream sequence out of range"))?;
+        let stream: Arc<str> = Arc::from(msg.stream);
         match msg.payload.iter().find(|b| !b.is_ascii_whitespace()) {
             None => return Err(DecodeError::new("empty payload")),
             Some(b'{' | b'[') => {
@@ -126,14 +145,14 @@ impl Processor for Netflow {
                     other => vec![other],
                 };
                 for (i, item) in items.iter().enumerate() {
-                    let flow = flow_from_json(item).map_err(|e| DecodeError::new(format!("[{i}]: {e}")))?;
-                    rows.push(flow_row(&flow, sequence, msg)?);
+                    let flow = flow_from_json(item).map_err(|e| e.prefixed(format_args!("[{i}]: ")))?;
+                    rows.push(flow_row(&flow, &stream, sequence, msg)?)?;
                 }
             }
             Some(_) => {
                 let flow = FlowMessage::decode(msg.payload)
                     .map_err(|e| DecodeError::new(format!("not a flowpb.FlowMessage: {e}")))?;
-                rows.push(flow_row(&flow, sequence, msg)?);
+                rows.push(flow_row(&flow, &stream, sequence, msg)?)?;
             }
         }
         Ok(())
@@ -154,7 +173,7 @@ impl Processor for Netflow {
         tx.execute(
             &stmt,
             &[
-                &self.jetstream,
+                &rows.iter().map(|r| &*r.stream).collect::<Vec<&str>>(),
                 &big(|r| r.sequence),
                 &times,
                 &opt_time(|r| r.start_time),
@@ -240,7 +259,7 @@ fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn flow_row(f: &FlowMessage, sequence: i64, msg: &Incoming<'_>) -> Result<FlowRow, DecodeError> {
+fn flow_row(f: &FlowMessage, stream: &Arc<str>, sequence: i64, msg: &Incoming<'_>) -> Result<FlowRow, DecodeError> {
     let time = [f.time_flow_end_ns, f.time_received_ns, f.time_flow_start_ns]
         .into_iter()
         .find_map(nanos)
@@ -250,8 +269,9 @@ fn flow_row(f: &FlowMessage, sequence: i64, msg: &Incoming<'_>) -> Result<FlowRo
     let name = if f.protocol_name.is_empty() {
         protocol_name(f.proto).map(str::to_owned)
     } else {
-        check_text("protocol_name", &f.protocol_name)?;
-        Some(f.protocol_name.clone())
+        let mut name = f.protocol_name.clone();
+        clean_text(&mut name);
+        Some(name)
     };
     let sampler = ip_text(&f.sampler_address);
     let endpoint = |ip: &Option<String>, port: u32, asn: u32, mac: u64| {
@@ -302,6 +322,7 @@ fn flow_row(f: &FlowMessage, sequence: i64, msg: &Incoming<'_>) -> Result<FlowRo
         },
     });
     Ok(FlowRow {
+        stream: Arc::clone(stream),
         sequence,
         time,
         start_time: nanos(f.time_flow_start_ns),
@@ -324,7 +345,7 @@ fn flow_row(f: &FlowMessage, sequence: i64, msg: &Incoming<'_>) -> Result<FlowRo
         dst_mac: mac_text(f.dst_mac),
         src_ip,
         dst_ip,
-        ocsf_payload: payload.to_string(),
+        ocsf_payload: super::json::clean_jsonb(&payload.to_string()).into_owned(),
     })
 }
 
@@ -443,7 +464,7 @@ mod tests {
             sequence: 9,
         };
         let mut rows = Vec::new();
-        Netflow::new("platform", "events").decode(&msg, &mut rows).map(|()| rows)
+        Netflow::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
     }
 
     #[test]
@@ -496,13 +517,13 @@ mod tests {
         assert_eq!((r.src_ip.as_deref(), r.dst_ip.as_deref()), (Some("10.0.0.1"), Some("2001:db8::1")));
         let p: Value = serde_json::from_str(&r.ocsf_payload).unwrap();
         assert_eq!(p["flow_source"], "sFlow v5");
-        assert!(decode(br#"{"src_addr": "not-an-ip"}"#).unwrap_err().0.contains("src_addr"));
-        assert!(decode(br#"{"bytes": -1}"#).unwrap_err().0.contains("bytes"));
+        assert!(decode(br#"{"src_addr": "not-an-ip"}"#).unwrap_err().message.contains("src_addr"));
+        assert!(decode(br#"{"bytes": -1}"#).unwrap_err().message.contains("bytes"));
     }
 
     #[test]
     fn garbage_is_a_decode_error() {
-        assert!(decode(b"").unwrap_err().0.contains("empty"));
-        assert!(decode(&[0x0a, 0xff, 0xff]).unwrap_err().0.contains("FlowMessage"));
+        assert!(decode(b"").unwrap_err().message.contains("empty"));
+        assert!(decode(&[0x0a, 0xff, 0xff]).unwrap_err().message.contains("FlowMessage"));
     }
 }

@@ -7,6 +7,7 @@
 //! short hash of the point's attributes, which OTLP metric rows otherwise leave empty); JSON spans are accepted.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,12 +15,13 @@ use md5::{Digest, Md5};
 use prost::Message as _;
 use serde_json::{Map, Value};
 
-use super::json::{check_text, each_object, parse_timestamp};
+use super::json::{clean_text, each_object, parse_timestamp};
 use super::logs::{attr_str, hex, kv_text, nanos};
 use super::proto::common::{AnyValue, KeyValue, any_value};
 use super::proto::metrics::{ExportMetricsServiceRequest, metric, number_data_point};
 use super::proto::trace::ExportTraceServiceRequest;
-use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
+use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::sql::qualified;
 
 /// A row for one of the two tables.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,16 +51,16 @@ pub struct SpanRow {
     pub start_time_unix_nano: i64,
     /// End, epoch ns.
     pub end_time_unix_nano: i64,
-    /// `service.name`.
-    pub service_name: String,
+    /// `service.name` (shared by the spans of one resource, like the other resource and scope fields).
+    pub service_name: Arc<str>,
     /// `service.version`.
-    pub service_version: String,
+    pub service_version: Arc<str>,
     /// `service.instance.id`.
-    pub service_instance: String,
+    pub service_instance: Arc<str>,
     /// Scope name.
-    pub scope_name: String,
+    pub scope_name: Arc<str>,
     /// Scope version.
-    pub scope_version: String,
+    pub scope_version: Arc<str>,
     /// Status code (OTLP enum number).
     pub status_code: i32,
     /// Status message.
@@ -66,7 +68,7 @@ pub struct SpanRow {
     /// Attributes text.
     pub attributes: String,
     /// Resource attributes text.
-    pub resource_attributes: String,
+    pub resource_attributes: Arc<str>,
     /// Events as JSON text.
     pub events: String,
     /// Links as JSON text.
@@ -82,10 +84,10 @@ pub struct MetricRow {
     pub trace_id: String,
     /// Span id; for OTLP points a short hash of the point's attributes.
     pub span_id: String,
-    /// `service.name`.
-    pub service_name: String,
-    /// Metric (or span) name.
-    pub span_name: String,
+    /// `service.name` (shared by the points of one resource).
+    pub service_name: Arc<str>,
+    /// Metric (or span) name (shared by the points of one metric).
+    pub span_name: Arc<str>,
     /// Span kind.
     pub span_kind: String,
     /// Value (or duration) in ms.
@@ -112,8 +114,54 @@ pub struct MetricRow {
     pub component: String,
     /// Level.
     pub level: String,
-    /// Unit.
-    pub unit: String,
+    /// Unit (shared by the points of one metric).
+    pub unit: Arc<str>,
+}
+
+impl RowSize for OtelRow {
+    fn size(&self) -> usize {
+        match self {
+            OtelRow::Span(r) => {
+                48 + r.trace_id.len()
+                    + r.span_id.len()
+                    + r.parent_span_id.len()
+                    + r.name.len()
+                    + r.service_name.len()
+                    + r.service_version.len()
+                    + r.service_instance.len()
+                    + r.scope_name.len()
+                    + r.scope_version.len()
+                    + r.status_message.len()
+                    + r.attributes.len()
+                    + r.resource_attributes.len()
+                    + r.events.len()
+                    + r.links.len()
+            }
+            OtelRow::Metric(r) => {
+                32 + r.trace_id.len()
+                    + r.span_id.len()
+                    + r.service_name.len()
+                    + r.span_name.len()
+                    + r.span_kind.len()
+                    + r.metric_type.len()
+                    + r.http_method.len()
+                    + r.http_route.len()
+                    + r.http_status_code.len()
+                    + r.grpc_service.len()
+                    + r.grpc_method.len()
+                    + r.grpc_status_code.len()
+                    + r.component.len()
+                    + r.level.len()
+                    + r.unit.len()
+            }
+        }
+    }
+}
+
+/// A text value that many rows share (a resource's, a scope's, a metric's), NUL-free, made once.
+fn shared(mut text: String) -> Arc<str> {
+    clean_text(&mut text);
+    Arc::from(text)
 }
 
 /// The otel processor.
@@ -168,7 +216,7 @@ impl Processor for Otel {
         }
     }
 
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, OtelRow>) -> Result<(), DecodeError> {
         let json = matches!(msg.payload.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
         if msg.subject.contains("traces") {
             if json {
@@ -302,14 +350,20 @@ fn any_plain(v: &AnyValue) -> String {
 fn decode_otlp_spans(
     request: &ExportTraceServiceRequest,
     msg: &Incoming<'_>,
-    rows: &mut Vec<OtelRow>,
+    rows: &mut Rows<'_, OtelRow>,
 ) -> Result<(), DecodeError> {
     for rs in &request.resource_spans {
         let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-        let resource_text = kv_text(resource);
+        // Made once per resource (and scope) and shared by its spans, never copied per span.
+        let resource_text = shared(kv_text(resource));
+        let res = |key: &str| shared(attr_str(resource, key));
+        let (service_name, service_version, service_instance) =
+            (res("service.name"), res("service.version"), res("service.instance.id"));
         for ss in &rs.scope_spans {
             let (scope_name, scope_version) =
                 ss.scope.as_ref().map_or(("", ""), |s| (s.name.as_str(), s.version.as_str()));
+            let (scope_name, scope_version) = (shared(scope_name.to_owned()), shared(scope_version.to_owned()));
+            rows.reserve(ss.spans.len());
             for span in &ss.spans {
                 let events: Vec<Value> = span
                     .events
@@ -325,7 +379,7 @@ fn decode_otlp_spans(
                         serde_json::json!({"trace_id": hex(&l.trace_id), "span_id": hex(&l.span_id), "attributes": kv_list(&l.attributes)})
                     })
                     .collect();
-                let row = SpanRow {
+                let mut row = SpanRow {
                     timestamp: nanos(span.start_time_unix_nano).unwrap_or(msg.published),
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
@@ -334,11 +388,11 @@ fn decode_otlp_spans(
                     kind: span.kind,
                     start_time_unix_nano: i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX),
                     end_time_unix_nano: i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX),
-                    service_name: attr_str(resource, "service.name"),
-                    service_version: attr_str(resource, "service.version"),
-                    service_instance: attr_str(resource, "service.instance.id"),
-                    scope_name: scope_name.to_owned(),
-                    scope_version: scope_version.to_owned(),
+                    service_name: service_name.clone(),
+                    service_version: service_version.clone(),
+                    service_instance: service_instance.clone(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
                     status_code: span.status.as_ref().map_or(0, |s| s.code),
                     status_message: span.status.as_ref().map(|s| s.message.clone()).unwrap_or_default(),
                     attributes: kv_text(&span.attributes),
@@ -346,8 +400,8 @@ fn decode_otlp_spans(
                     events: Value::Array(events).to_string(),
                     links: Value::Array(links).to_string(),
                 };
-                check_span(&row)?;
-                rows.push(OtelRow::Span(row));
+                clean_span(&mut row);
+                rows.push(OtelRow::Span(row))?;
             }
         }
     }
@@ -376,7 +430,7 @@ fn time_of(map: &Map<String, Value>, key: &str) -> Option<DateTime<Utc>> {
     parse_timestamp(&raw).ok().flatten()
 }
 
-fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
+fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Rows<'_, OtelRow>) -> Result<(), DecodeError> {
     each_object(msg.payload, "span", |_, map, _| {
         let span_id = s(map, "span_id");
         if span_id.is_empty() {
@@ -384,7 +438,7 @@ fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), 
         }
         let int = |key: &str| map.get(key).and_then(Value::as_i64).unwrap_or(0);
         let start = int("start_time_unix_nano");
-        let row = SpanRow {
+        let mut row = SpanRow {
             timestamp: time_of(map, "timestamp").or_else(|| nanos(start.max(0) as u64)).unwrap_or(msg.published),
             trace_id: s(map, "trace_id"),
             span_id,
@@ -393,39 +447,38 @@ fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), 
             kind: i32::try_from(int("kind")).unwrap_or(0),
             start_time_unix_nano: start,
             end_time_unix_nano: int("end_time_unix_nano"),
-            service_name: s(map, "service_name"),
-            service_version: s(map, "service_version"),
-            service_instance: s(map, "service_instance"),
-            scope_name: s(map, "scope_name"),
-            scope_version: s(map, "scope_version"),
+            service_name: shared(s(map, "service_name")),
+            service_version: shared(s(map, "service_version")),
+            service_instance: shared(s(map, "service_instance")),
+            scope_name: shared(s(map, "scope_name")),
+            scope_version: shared(s(map, "scope_version")),
             status_code: i32::try_from(int("status_code")).unwrap_or(0),
             status_message: s(map, "status_message"),
             attributes: text_or_json(map, "attributes", ""),
-            resource_attributes: text_or_json(map, "resource_attributes", ""),
+            resource_attributes: shared(text_or_json(map, "resource_attributes", "")),
             events: text_or_json(map, "events", "[]"),
             links: text_or_json(map, "links", "[]"),
         };
-        check_span(&row)?;
-        rows.push(OtelRow::Span(row));
-        Ok(())
+        clean_span(&mut row);
+        rows.push(OtelRow::Span(row))
     })
 }
 
-fn check_span(r: &SpanRow) -> Result<(), DecodeError> {
-    for (field, v) in [
-        ("trace_id", &r.trace_id),
-        ("span_id", &r.span_id),
-        ("name", &r.name),
-        ("service_name", &r.service_name),
-        ("attributes", &r.attributes),
-        ("resource_attributes", &r.resource_attributes),
-        ("events", &r.events),
-        ("links", &r.links),
-        ("status_message", &r.status_message),
+/// NULs replaced (see [`super::json::NUL_REPLACEMENT`]) in the text a span owns; shared fields are cleaned once
+/// by [`shared`]. These columns are `text`, so a raw NUL is all there is to replace.
+fn clean_span(r: &mut SpanRow) {
+    for v in [
+        &mut r.trace_id,
+        &mut r.span_id,
+        &mut r.parent_span_id,
+        &mut r.name,
+        &mut r.attributes,
+        &mut r.events,
+        &mut r.links,
+        &mut r.status_message,
     ] {
-        check_text(field, v)?;
+        clean_text(v);
     }
-    Ok(())
 }
 
 // --------------------------------------------------------------------------------------------------------------
@@ -466,8 +519,15 @@ struct Point<'a> {
     value: Option<f64>,
 }
 
-fn metric_row(m: &super::proto::metrics::Metric, service: &str, p: &Point<'_>, msg: &Incoming<'_>) -> MetricRow {
-    let (name, unit, kind, attrs, time, start, value) = (&m.name, &m.unit, p.kind, p.attrs, p.time, p.start, p.value);
+/// What the points of one metric share: its resource's service, its name and unit (made once per metric).
+struct MetricShared {
+    service: Arc<str>,
+    name: Arc<str>,
+    unit: Arc<str>,
+}
+
+fn metric_row(m: &MetricShared, p: &Point<'_>, msg: &Incoming<'_>) -> MetricRow {
+    let (kind, attrs, time, start, value) = (p.kind, p.attrs, p.time, p.start, p.value);
     let a = |keys: &[&str]| {
         keys.iter().map(|k| attr_str(attrs, k)).find(|v| !v.is_empty()).unwrap_or_else(|| {
             // Status codes often come as integers.
@@ -477,12 +537,12 @@ fn metric_row(m: &super::proto::metrics::Metric, service: &str, p: &Point<'_>, m
                 .unwrap_or_default()
         })
     };
-    MetricRow {
+    let mut row = MetricRow {
         timestamp: nanos(time).or_else(|| nanos(start)).unwrap_or(msg.published),
         trace_id: String::new(),
         span_id: attributes_key(attrs),
-        service_name: service.to_owned(),
-        span_name: name.to_owned(),
+        service_name: m.service.clone(),
+        span_name: m.name.clone(),
         span_kind: a(&["span.kind"]),
         duration_ms: value,
         duration_seconds: value.map(|v| v / 1000.0),
@@ -496,25 +556,30 @@ fn metric_row(m: &super::proto::metrics::Metric, service: &str, p: &Point<'_>, m
         is_slow: false,
         component: a(&["component"]),
         level: a(&["level"]),
-        unit: unit.to_owned(),
-    }
+        unit: m.unit.clone(),
+    };
+    clean_metric(&mut row);
+    row
 }
 
 fn decode_otlp_metrics(
     request: &ExportMetricsServiceRequest,
     msg: &Incoming<'_>,
-    rows: &mut Vec<OtelRow>,
+    rows: &mut Rows<'_, OtelRow>,
 ) -> Result<(), DecodeError> {
-    // `rows` holds the open batch: only this message's rows are checked below.
-    let first = rows.len();
     for rm in &request.resource_metrics {
         let resource: &[KeyValue] = rm.resource.as_ref().map_or(&[], |r| &r.attributes);
-        let service = attr_str(resource, "service.name");
+        let service = shared(attr_str(resource, "service.name"));
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
+                let one = MetricShared {
+                    service: service.clone(),
+                    name: shared(m.name.clone()),
+                    unit: shared(m.unit.clone()),
+                };
                 let mut push = |kind: &'static str, attrs: &[KeyValue], time: u64, start: u64, value: Option<f64>| {
                     let point = Point { kind, attrs, time, start, value };
-                    rows.push(OtelRow::Metric(metric_row(m, &service, &point, msg)))
+                    rows.push(OtelRow::Metric(metric_row(&one, &point, msg)))
                 };
                 let number = |v: &Option<number_data_point::Value>| match v {
                     Some(number_data_point::Value::AsDouble(d)) => Some(*d),
@@ -524,17 +589,17 @@ fn decode_otlp_metrics(
                 match &m.data {
                     Some(metric::Data::Gauge(g)) => {
                         for p in &g.data_points {
-                            push("gauge", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, number(&p.value));
+                            push("gauge", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, number(&p.value))?;
                         }
                     }
                     Some(metric::Data::Sum(s)) => {
                         for p in &s.data_points {
-                            push("sum", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, number(&p.value));
+                            push("sum", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, number(&p.value))?;
                         }
                     }
                     Some(metric::Data::Histogram(h)) => {
                         for p in &h.data_points {
-                            push("histogram", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, p.sum);
+                            push("histogram", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, p.sum)?;
                         }
                     }
                     Some(metric::Data::ExponentialHistogram(h)) => {
@@ -545,12 +610,12 @@ fn decode_otlp_metrics(
                                 p.time_unix_nano,
                                 p.start_time_unix_nano,
                                 p.sum,
-                            );
+                            )?;
                         }
                     }
                     Some(metric::Data::Summary(s)) => {
                         for p in &s.data_points {
-                            push("summary", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, Some(p.sum));
+                            push("summary", &p.attributes, p.time_unix_nano, p.start_time_unix_nano, Some(p.sum))?;
                         }
                     }
                     None => {}
@@ -558,16 +623,11 @@ fn decode_otlp_metrics(
             }
         }
     }
-    for row in &rows[first..] {
-        if let OtelRow::Metric(m) = row {
-            check_metric(m)?;
-        }
-    }
     Ok(())
 }
 
 /// `PerformanceMetric` JSON (the collector's derived metrics), one object or an array.
-fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<(), DecodeError> {
+fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Rows<'_, OtelRow>) -> Result<(), DecodeError> {
     each_object(msg.payload, "metric", |_, map, _| {
         let num = |key: &str| match map.get(key) {
             Some(Value::Number(n)) => n.as_f64(),
@@ -575,12 +635,12 @@ fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<()
             _ => None,
         };
         let duration_ms = num("duration_ms");
-        let row = MetricRow {
+        let mut row = MetricRow {
             timestamp: time_of(map, "timestamp").unwrap_or(msg.published),
             trace_id: s(map, "trace_id"),
             span_id: s(map, "span_id"),
-            service_name: s(map, "service_name"),
-            span_name: s(map, "span_name"),
+            service_name: shared(s(map, "service_name")),
+            span_name: shared(s(map, "span_name")),
             span_kind: s(map, "span_kind"),
             duration_ms,
             duration_seconds: num("duration_seconds").or(duration_ms.map(|v| v / 1000.0)),
@@ -594,25 +654,31 @@ fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Vec<OtelRow>) -> Result<()
             is_slow: map.get("is_slow").and_then(Value::as_bool).unwrap_or(false),
             component: s(map, "component"),
             level: s(map, "level"),
-            unit: s(map, "unit"),
+            unit: shared(s(map, "unit")),
         };
-        check_metric(&row)?;
-        rows.push(OtelRow::Metric(row));
-        Ok(())
+        clean_metric(&mut row);
+        rows.push(OtelRow::Metric(row))
     })
 }
 
-fn check_metric(m: &MetricRow) -> Result<(), DecodeError> {
-    for (field, v) in [
-        ("span_name", &m.span_name),
-        ("service_name", &m.service_name),
-        ("span_id", &m.span_id),
-        ("trace_id", &m.trace_id),
-        ("http_route", &m.http_route),
+/// NULs replaced (see [`super::json::NUL_REPLACEMENT`]) in the text a point owns.
+fn clean_metric(m: &mut MetricRow) {
+    for v in [
+        &mut m.trace_id,
+        &mut m.span_id,
+        &mut m.span_kind,
+        &mut m.metric_type,
+        &mut m.http_method,
+        &mut m.http_route,
+        &mut m.http_status_code,
+        &mut m.grpc_service,
+        &mut m.grpc_method,
+        &mut m.grpc_status_code,
+        &mut m.component,
+        &mut m.level,
     ] {
-        check_text(field, v)?;
+        clean_text(v);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -632,7 +698,7 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Otel::new("platform").decode(&msg, &mut rows).map(|()| rows)
+        Otel::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
     }
 
     fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -694,7 +760,7 @@ mod tests {
         let OtelRow::Span(r) = &rows[0] else { panic!() };
         assert_eq!(r.trace_id, "01".repeat(16));
         assert_eq!(r.parent_span_id, "");
-        assert_eq!(r.service_name, "api");
+        assert_eq!(&*r.service_name, "api");
         assert_eq!(r.attributes, "http.status_code=200");
         assert_eq!(r.events, r#"[{"attributes":["n=1"],"name":"retry","time_unix_nano":5}]"#);
         assert_eq!((r.status_code, r.status_message.as_str()), (1, "ok"));
@@ -726,13 +792,17 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Otel::new("platform").decode(&msg, &mut rows).unwrap();
-        // A row already in the batch that would not pass the check (it never could get there): not looked at.
+        let limits = crate::processor::Limits::NONE;
+        Otel::new("platform").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap();
+        // The open batch's rows are not this message's: decoding appends after them and touches none.
         if let OtelRow::Metric(m) = &mut rows[0] {
-            m.span_name = "nul\0".into();
+            m.span_name = "earlier".into();
         }
-        Otel::new("platform").decode(&msg, &mut rows).unwrap();
+        let mut sink = Rows::new(&mut rows, limits);
+        Otel::new("platform").decode(&msg, &mut sink).unwrap();
+        assert_eq!(sink.added().len(), 1);
         assert_eq!(rows.len(), 2);
+        assert!(matches!(&rows[0], OtelRow::Metric(m) if &*m.span_name == "earlier"));
     }
 
     #[test]
@@ -818,10 +888,7 @@ mod tests {
         assert_eq!(kinds, ["gauge", "gauge", "sum", "histogram", "exponential_histogram", "summary"]);
         assert_ne!(rows[0].span_id, rows[1].span_id, "two attribute sets, two keys");
         assert_eq!(rows[0].span_id.len(), 16);
-        assert_eq!(
-            (rows[0].http_route.as_str(), rows[0].unit.as_str(), rows[0].service_name.as_str()),
-            ("/a", "1", "api")
-        );
+        assert_eq!((rows[0].http_route.as_str(), &*rows[0].unit, &*rows[0].service_name), ("/a", "1", "api"));
         assert_eq!(rows[2].duration_ms, Some(7.0));
         assert_eq!(rows[3].duration_ms, Some(12.5));
         assert_eq!(rows[3].duration_seconds, Some(0.0125));
@@ -846,7 +913,7 @@ mod tests {
         .unwrap();
         let r = &metrics_of(decode("otel.metrics", &payload).unwrap())[0];
         assert_eq!(
-            (r.service_name.as_str(), r.span_name.as_str(), r.span_kind.as_str()),
+            (&*r.service_name, &*r.span_name, r.span_kind.as_str()),
             ("test-service", "test-operation", "SERVER")
         );
         assert_eq!((r.duration_ms, r.duration_seconds), (Some(150.5), Some(0.1505)));
@@ -863,10 +930,10 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_why() {
-        assert!(decode("otel.logs", b"{}").unwrap_err().0.contains("neither traces nor metrics"));
-        assert!(decode("otel.traces", b"\x0a\xff").unwrap_err().0.contains("ExportTraceServiceRequest"));
-        assert!(decode("otel.metrics", b"\x0a\xff").unwrap_err().0.contains("ExportMetricsServiceRequest"));
-        assert!(decode("otel.traces", br#"{"name": "no id"}"#).unwrap_err().0.contains("span_id"));
-        assert!(decode("otel.metrics", b"[1]").unwrap_err().0.contains("JSON object"));
+        assert!(decode("otel.logs", b"{}").unwrap_err().message.contains("neither traces nor metrics"));
+        assert!(decode("otel.traces", b"\x0a\xff").unwrap_err().message.contains("ExportTraceServiceRequest"));
+        assert!(decode("otel.metrics", b"\x0a\xff").unwrap_err().message.contains("ExportMetricsServiceRequest"));
+        assert!(decode("otel.traces", br#"{"name": "no id"}"#).unwrap_err().message.contains("span_id"));
+        assert!(decode("otel.metrics", b"[1]").unwrap_err().message.contains("JSON object"));
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{check_jsonb, check_text, each_object, parse_timestamp};
-use super::{BatchDefaults, DecodeError, Incoming, Processor, qualified};
+use super::json::{clean_jsonb, clean_text, each_object, parse_timestamp};
+use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::sql::qualified;
 
 /// One row of `sweep_results`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,25 @@ pub struct SweepRow {
     pub raw: String,
 }
 
+impl RowSize for SweepRow {
+    fn size(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        32 + self.host_ip.len()
+            + opt(&self.gateway_id)
+            + self.agent_id.len()
+            + opt(&self.partition)
+            + opt(&self.network_cidr)
+            + opt(&self.hostname)
+            + opt(&self.mac)
+            // As JSON text: up to 6 bytes a port.
+            + 6 * (self.tcp_ports_scanned.len() + self.tcp_ports_open.len())
+            + self.execution_id.len()
+            + opt(&self.sweep_group_id)
+            + opt(&self.config_hash)
+            + self.raw.len()
+    }
+}
+
 /// The sweep processor.
 #[derive(Debug, Clone)]
 pub struct Sweep {
@@ -82,11 +102,8 @@ impl Sweep {
 impl Processor for Sweep {
     type Row = SweepRow;
 
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Vec<SweepRow>) -> Result<(), DecodeError> {
-        each_object(msg.payload, "sweep result", |_, map, _| {
-            rows.push(sweep_row(map, msg)?);
-            Ok(())
-        })
+    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, SweepRow>) -> Result<(), DecodeError> {
+        each_object(msg.payload, "sweep result", |_, map, _| rows.push(sweep_row(map, msg)?))
     }
 
     async fn write(
@@ -132,8 +149,9 @@ impl Processor for Sweep {
 fn text_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<String>, DecodeError> {
     for key in keys {
         if let Some(s) = map.get(*key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()) {
-            check_text(key, s)?;
-            return Ok(Some(s.to_owned()));
+            let mut s = s.to_owned();
+            clean_text(&mut s);
+            return Ok(Some(s));
         }
     }
     Ok(None)
@@ -172,7 +190,10 @@ fn sweep_row(map: &Map<String, Value>, msg: &Incoming<'_>) -> Result<SweepRow, D
         Some(v) => Some(v.as_i64().ok_or_else(|| DecodeError::new("icmp_response_time_ns: must be an integer"))?),
     };
     let raw = serde_json::to_string(map).unwrap_or_default();
-    check_jsonb("raw", &raw)?;
+    let raw = match clean_jsonb(&raw) {
+        std::borrow::Cow::Owned(clean) => clean,
+        std::borrow::Cow::Borrowed(_) => raw,
+    };
     Ok(SweepRow {
         time,
         host_ip,
@@ -207,7 +228,7 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Sweep::new("platform").decode(&msg, &mut rows).map(|()| rows)
+        Sweep::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
     }
 
     /// Reference §8.4.
@@ -249,7 +270,7 @@ mod tests {
             (r#"{"host_ip": "1.2.3.4", "icmp_available": "yes"}"#, "icmp_available"),
             ("7", "JSON object"),
         ] {
-            assert!(decode(payload).expect_err(payload).0.contains(why), "{payload}");
+            assert!(decode(payload).expect_err(payload).message.contains(why), "{payload}");
         }
     }
 }

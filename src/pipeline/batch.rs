@@ -1,7 +1,9 @@
-//! Size/timeout batcher: rows of many messages, and each message's acker beside the range of rows it produced.
+//! Size/timeout batcher: rows of many messages, and each message's slip (its ticket with the settler) beside the
+//! range of rows it produced.
 //!
-//! A batch is handed over when it holds `max_rows` rows, or when `timeout` has passed since its first message;
-//! the caller also takes whatever is open on shutdown. Pure data structure: the clock is passed in.
+//! A batch is handed over when it holds `max_rows` rows or `max_bytes` bytes, or when `timeout` has passed since
+//! its first message; the caller also takes whatever is open on shutdown. Pure data structure: the clock is
+//! passed in.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -45,16 +47,26 @@ impl<R, M> Batch<R, M> {
 pub struct Batcher<R, M> {
     rows: Vec<R>,
     msgs: Vec<Entry<M>>,
+    bytes: usize,
     max_rows: usize,
+    max_bytes: usize,
     timeout: Duration,
     started: Option<Instant>,
 }
 
 impl<R, M> Batcher<R, M> {
-    /// A batcher flushing at `max_rows` rows or `timeout` after a batch's first message.
-    pub fn new(max_rows: usize, timeout: Duration) -> Self {
+    /// A batcher flushing at `max_rows` rows, `max_bytes` bytes, or `timeout` after a batch's first message.
+    pub fn new(max_rows: usize, max_bytes: usize, timeout: Duration) -> Self {
         let max_rows = max_rows.max(1);
-        Batcher { rows: Vec::with_capacity(max_rows), msgs: Self::messages(max_rows), max_rows, timeout, started: None }
+        Batcher {
+            rows: Vec::with_capacity(max_rows),
+            msgs: Self::messages(max_rows),
+            bytes: 0,
+            max_rows,
+            max_bytes,
+            timeout,
+            started: None,
+        }
     }
 
     /// Where a decoder appends the next message's rows.
@@ -67,14 +79,15 @@ impl<R, M> Batcher<R, M> {
         self.rows.len()
     }
 
-    /// Records a message whose rows were appended since `rows_before`. Starts the timer on a batch's first
-    /// message; returns the batch if it is now full.
-    pub fn push(&mut self, msg: M, rows_before: usize, now: Instant) -> Option<Batch<R, M>> {
+    /// Records a message whose rows (of `bytes` bytes) were appended since `rows_before`. Starts the timer on a
+    /// batch's first message; returns the batch if it is now full.
+    pub fn push(&mut self, msg: M, rows_before: usize, bytes: usize, now: Instant) -> Option<Batch<R, M>> {
         if self.msgs.is_empty() {
             self.started = Some(now);
         }
         self.msgs.push(Entry { msg, rows: rows_before..self.rows.len() });
-        if self.rows.len() >= self.max_rows { self.take() } else { None }
+        self.bytes += bytes;
+        if self.rows.len() >= self.max_rows || self.bytes >= self.max_bytes { self.take() } else { None }
     }
 
     /// When the open batch must be flushed, if one is open.
@@ -105,6 +118,7 @@ impl<R, M> Batcher<R, M> {
     /// Takes the open batch (after its deadline, or on shutdown). `None` when nothing is open.
     pub fn take(&mut self) -> Option<Batch<R, M>> {
         let started = self.started.take()?;
+        self.bytes = 0;
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows));
         let msgs = std::mem::replace(&mut self.msgs, Self::messages(self.max_rows));
         Some(Batch { rows, msgs, started })
@@ -123,12 +137,12 @@ mod tests {
     fn push_rows(b: &mut Batcher<u32, &'static str>, msg: &'static str, n: u32) -> Option<Batch<u32, &'static str>> {
         let before = b.row_count();
         b.rows_mut().extend(0..n);
-        b.push(msg, before, Instant::now())
+        b.push(msg, before, 8 * n as usize, Instant::now())
     }
 
     #[tokio::test(start_paused = true)]
     async fn flushes_when_full() {
-        let mut b = Batcher::new(3, Duration::from_secs(1));
+        let mut b = Batcher::new(3, usize::MAX, Duration::from_secs(1));
         assert!(push_rows(&mut b, "a", 1).is_none());
         assert!(push_rows(&mut b, "b", 1).is_none());
         let batch = push_rows(&mut b, "c", 1).expect("third row fills the batch");
@@ -140,7 +154,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_message_with_many_rows_can_overfill() {
-        let mut b = Batcher::new(3, Duration::from_secs(1));
+        let mut b = Batcher::new(3, usize::MAX, Duration::from_secs(1));
         let batch = push_rows(&mut b, "big", 5).expect("full");
         assert_eq!(batch.rows.len(), 5);
         assert_eq!(batch.msgs[0].rows, 0..5);
@@ -148,7 +162,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadline_runs_from_the_first_message() {
-        let mut b = Batcher::new(100, Duration::from_secs(1));
+        let mut b = Batcher::new(100, usize::MAX, Duration::from_secs(1));
         let start = Instant::now();
         push_rows(&mut b, "a", 1);
         tokio::time::advance(Duration::from_millis(700)).await;
@@ -166,7 +180,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn messages_without_rows_are_kept_for_their_ack() {
-        let mut b = Batcher::new(2, Duration::from_secs(1));
+        let mut b = Batcher::new(2, usize::MAX, Duration::from_secs(1));
         push_rows(&mut b, "empty", 0);
         push_rows(&mut b, "one", 1);
         let batch = push_rows(&mut b, "two", 1).unwrap();
@@ -178,7 +192,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rolled_back_rows_are_not_attributed() {
-        let mut b = Batcher::<u32, &str>::new(10, Duration::from_secs(1));
+        let mut b = Batcher::<u32, &str>::new(10, usize::MAX, Duration::from_secs(1));
         push_rows(&mut b, "a", 2);
         // A decoder that fails truncates back to the count it noted; no entry is pushed.
         let before = b.row_count();
@@ -188,5 +202,14 @@ mod tests {
         let batch = b.take().unwrap();
         assert_eq!(batch.rows.len(), 3);
         assert_eq!(batch.msgs[1].rows, 2..3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flushes_at_the_byte_limit_too() {
+        let mut b = Batcher::new(1000, 20, Duration::from_secs(1));
+        assert!(push_rows(&mut b, "a", 2).is_none(), "16 bytes");
+        let batch = push_rows(&mut b, "b", 1).expect("24 bytes is over 20");
+        assert_eq!(batch.msgs.len(), 2);
+        assert!(push_rows(&mut b, "c", 2).is_none(), "the count starts again");
     }
 }
