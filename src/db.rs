@@ -235,24 +235,30 @@ impl std::fmt::Display for Answer {
     }
 }
 
-/// Asks the database through `pool` (see [`Answer`]).
+/// Asks the database through `pool` (see [`Answer`]). A connection that takes the query but does not answer in
+/// time is given up, not put back: it may be half-open, and the next probe would get it again.
 pub async fn answers(pool: &Pool, limit: std::time::Duration) -> Answer {
-    let check = async {
-        let client = pool.get().await?;
-        client.simple_query("SELECT 1").await.map_err(PoolError::Backend)?;
-        Ok::<_, PoolError>(())
-    };
-    match tokio::time::timeout(limit, check).await {
-        Ok(Ok(())) => Answer::Ok,
-        Ok(Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))) => Answer::Busy,
-        Ok(Err(e)) => Answer::Down(format!("unreachable: {}", describe_pool(&e))),
+    let started = tokio::time::Instant::now();
+    let client = match tokio::time::timeout(limit, pool.get()).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))) => return Answer::Busy,
+        Ok(Err(e)) => return Answer::Down(format!("unreachable: {}", describe_pool(&e))),
         Err(_) => {
             let s = pool.status();
-            if s.available == 0 && s.size == s.max_size {
+            return if s.available == 0 && s.size == s.max_size {
                 Answer::Busy
             } else {
                 Answer::Down(format!("no answer within {limit:?}"))
-            }
+            };
+        }
+    };
+    let left = limit.saturating_sub(started.elapsed()).max(std::time::Duration::from_millis(100));
+    match tokio::time::timeout(left, client.simple_query("SELECT 1")).await {
+        Ok(Ok(_)) => Answer::Ok,
+        Ok(Err(e)) => Answer::Down(format!("unreachable: {}", describe(&e))),
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Answer::Down(format!("no answer within {limit:?}"))
         }
     }
 }

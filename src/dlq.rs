@@ -14,6 +14,11 @@ use bytes::Bytes;
 
 use crate::config::DlqConfig;
 
+/// JetStream API error codes of a delete that found nothing to delete: "no message found", and a failed delete
+/// (whose description then says "no message found").
+const NO_MESSAGE: u64 = 10037;
+const DELETE_FAILED: u64 = 10057;
+
 /// Pipeline name.
 pub const H_STREAM: &str = "Dlq-Stream";
 /// Original subject.
@@ -430,12 +435,26 @@ pub async fn replay(
             continue;
         }
         // Why after the ack: until the republish is stored, the DLQ copy is the only one.
-        s.delete_message(letter.dlq_sequence)
-            .await
-            .map_err(|e| DlqError::Stream { stream: config.stream.clone(), message: e.to_string() })?;
+        match s.delete_message(letter.dlq_sequence).await {
+            Ok(_) => {}
+            // A concurrent replay of the same letter deleted it first: it is replayed all the same.
+            Err(e) if already_deleted(&e) => {}
+            Err(e) => return Err(DlqError::Stream { stream: config.stream.clone(), message: e.to_string() }),
+        }
         done.replayed += 1;
     }
     Ok(done)
+}
+
+/// A delete that found nothing to delete: a concurrent replay deleted the letter first.
+fn already_deleted(e: &stream::DeleteMessageError) -> bool {
+    match e.kind() {
+        stream::DeleteMessageErrorKind::JetStream(j) => {
+            j.error_code().0 == NO_MESSAGE
+                || (j.error_code().0 == DELETE_FAILED && j.to_string().contains("no message found"))
+        }
+        _ => false,
+    }
 }
 
 /// Whether the message a duplicate acknowledgement points at is this letter's replay (by another run).

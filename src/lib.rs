@@ -211,7 +211,17 @@ pub async fn run_reloadable(
             biased;
             _ = shutdown.cancelled() => break,
             Some(()) = reloads.recv() => {
-                match reload(&current, &client, &pool, &shared, &mut running).await {
+                let reloaded = tokio::select! {
+                    biased;
+                    // Why: a reload waits for the streams it stops to drain, and a stream whose write is blocked
+                    // (a lock, a migration) may not drain soon; SIGTERM must start the shutdown at once anyway.
+                    _ = shutdown.cancelled() => {
+                        tracing::warn!("shutting down during a reload: the reload is abandoned");
+                        break;
+                    }
+                    reloaded = reload(&current, &client, &pool, &shared, &mut running) => reloaded,
+                };
+                match reloaded {
                     Ok((next, next_shared)) => {
                         shared.metrics.reload("applied");
                         if let Some(front) = &ingest_front {
@@ -397,9 +407,20 @@ async fn prune_ledger(pool: db::SharedPool, db: config::DatabaseConfig, shutdown
     }
 }
 
-/// Fails fast when the database answers but a table is missing; only warns when it does not answer (the
-/// streams then NAK and retry until it does).
+/// Fails fast when the database answers but a table is missing; only warns when it does not answer, or not
+/// within twice `connect_timeout` (the streams then wait for it: messages stay in JetStream).
 async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), RunError> {
+    let limit = config.database.connect_timeout * 2;
+    match tokio::time::timeout(limit, look_for_tables(pool, config)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(timeout = ?limit, "the database did not answer the table check in time; not checked");
+            Ok(())
+        }
+    }
+}
+
+async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), RunError> {
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -407,8 +428,9 @@ async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result
             return Ok(());
         }
     };
+    let ours: &[&str] = &[ledger::INCARNATIONS];
     for s in &config.streams {
-        for table in s.processor.tables() {
+        for table in s.processor.tables().iter().chain(ours) {
             let name = qualified(&config.database.schema, table);
             match client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await {
                 Ok(row) if row.get::<_, bool>(0) => {}

@@ -445,11 +445,16 @@ pub fn init_logs() {
 }
 
 /// A TCP proxy in front of a server that a test can cut (every connection dropped, new ones refused) and
-/// restore: a database outage without touching the shared PostgreSQL.
+/// restore: a database outage without touching the shared PostgreSQL. It can also stall: the connections open
+/// now stop forwarding in both directions but stay open (a half-open connection, a stuck middlebox), while new
+/// connections work.
 pub struct Proxy {
     pub port: u16,
     up: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Connections accepted so far; those numbered below `stalled_below` forward nothing.
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stalled_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -460,24 +465,29 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stalled_below = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let accept = tokio::spawn({
-            let (up, conns) = (up.clone(), conns.clone());
+            let (up, conns, accepted, stalled_below) =
+                (up.clone(), conns.clone(), accepted.clone(), stalled_below.clone());
             async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    let stalled_below = stalled_below.clone();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                            pipe(inbound, outbound, n, stalled_below).await;
                         }
                     });
                     conns.lock().unwrap().push(task.abort_handle());
                 }
             }
         });
-        Proxy { port, up, conns, accept }
+        Proxy { port, up, conns, accepted, stalled_below, accept }
     }
 
     /// Drops every connection and refuses new ones.
@@ -493,6 +503,17 @@ impl Proxy {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Every connection open now stops forwarding (and stays open); later ones work.
+    pub fn stall(&self) {
+        use std::sync::atomic::Ordering;
+        self.stalled_below.store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// `url` with its port replaced by the proxy's.
     pub fn url_for(&self, url: &str) -> String {
         let mut config: tokio_postgres::Config = url.parse().unwrap();
@@ -500,6 +521,39 @@ impl Proxy {
         let db = config.get_dbname().unwrap_or("postgres").to_owned();
         let user = config.get_user().unwrap_or("postgres").to_owned();
         format!("postgres://{user}@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// Copies both ways until either side closes, or forever doing nothing once connection `n` is stalled.
+async fn pipe(
+    inbound: tokio::net::TcpStream,
+    outbound: tokio::net::TcpStream,
+    n: u64,
+    stalled_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stalled = move || n < stalled_below.load(std::sync::atomic::Ordering::SeqCst);
+    let (mut ir, mut iw) = inbound.into_split();
+    let (mut or, mut ow) = outbound.into_split();
+    let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
+    loop {
+        if stalled() {
+            // Hold both sockets open and answer nothing, like a peer that vanished without a FIN.
+            let _keep = (ir, iw, or, ow);
+            std::future::pending::<()>().await;
+            return;
+        }
+        tokio::select! {
+            r = ir.read(&mut a) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(k) => if stalled() { continue } else if ow.write_all(&a[..k]).await.is_err() { return },
+            },
+            r = or.read(&mut b) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(k) => if stalled() { continue } else if iw.write_all(&b[..k]).await.is_err() { return },
+            },
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
 }
 
@@ -816,4 +870,66 @@ pub async fn http_request(
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The daemon running in this test process (`db_event_writer::run`), stopped by [`InProcess::stop`].
+pub struct InProcess {
+    token: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), db_event_writer::RunError>>,
+}
+
+impl InProcess {
+    pub fn start(config: Config) -> InProcess {
+        init_logs();
+        let token = tokio_util::sync::CancellationToken::new();
+        let handle = tokio::spawn(db_event_writer::run(config, token.clone()));
+        InProcess { token, handle }
+    }
+
+    /// True while `run` has not returned.
+    pub fn running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
+    /// Asserts it is still running, stops it and asserts a clean stop.
+    pub async fn stop(self) {
+        assert!(self.running(), "the daemon is still running");
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// The consumer's info (panics when it or its stream is missing).
+pub async fn consumer_info(js: &jetstream::Context, s: &TestStream) -> async_nats::jetstream::consumer::Info {
+    try_consumer_info(js, s).await.expect("the stream and its consumer exist")
+}
+
+/// The consumer's info, `None` while it or its stream does not exist (yet).
+pub async fn try_consumer_info(
+    js: &jetstream::Context,
+    s: &TestStream,
+) -> Option<async_nats::jetstream::consumer::Info> {
+    js.get_stream(&s.jetstream).await.ok()?.consumer_info(&s.consumer).await.ok()
+}
+
+/// Waits until the durable consumer exists.
+pub async fn wait_for_consumer(js: &jetstream::Context, s: &TestStream, limit: Duration) {
+    wait_until(limit, "consumer created", || async {
+        match js.get_stream(&s.jetstream).await {
+            Ok(st) => st.consumer_info(&s.consumer).await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
+}
+
+/// A process's peak resident memory (`VmHWM`), in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
 }

@@ -1,0 +1,10 @@
+//! The events decoder on arbitrary bytes, within the daemon's default per-message limits: a decode error is
+//! fine, a panic, an abort or a stack overflow is a bug.
+#![no_main]
+
+use db_event_writer::processor::{ProcessorKind, validate};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = validate(ProcessorKind::Events, "events.ocsf.processed", data, "events");
+});
