@@ -1,5 +1,6 @@
 //! `db-event-writer status`: what JetStream says of each stream's consumer (lag, awaiting ack, redelivered), how
-//! many dead letters it has, and whether NATS and the database answer. Reads only; works while the daemon runs.
+//! many dead letters it has, whether the DLQ can take more, whether NATS and the database answer, and, from the
+//! running daemon's `/metrics` when `[http] listen` is set, how many dead letters it holds unstored. Reads only.
 
 use std::fmt;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct StreamStatus {
     pub redelivered: Option<usize>,
     /// Dead letters kept for it.
     pub dead_letters: Option<u64>,
+    /// Messages the running daemon holds whose dead letter is not stored yet (its `/metrics`; unknown when the
+    /// daemon does not answer there).
+    pub dead_letters_held: Option<u64>,
     /// Why some of the above is unknown.
     pub error: Option<String>,
 }
@@ -42,14 +46,19 @@ pub struct Status {
     pub nats_version: Option<String>,
     /// `ok` or why not.
     pub database: String,
+    /// The DLQ stream: `ok (…)`, or why dead letters cannot be stored (missing, full).
+    pub dlq: String,
     /// One per `[[stream]]`.
     pub streams: Vec<StreamStatus>,
 }
 
 impl Status {
-    /// NATS and the database answer and every consumer was found.
+    /// NATS and the database answer, the DLQ takes letters, every consumer was found and no dead letter waits.
     pub fn healthy(&self) -> bool {
-        self.nats == "ok" && self.database == "ok" && self.streams.iter().all(|s| s.error.is_none())
+        self.nats == "ok"
+            && self.database == "ok"
+            && self.dlq.starts_with("ok")
+            && self.streams.iter().all(|s| s.error.is_none() && s.dead_letters_held.unwrap_or(0) == 0)
     }
 }
 
@@ -70,16 +79,33 @@ pub async fn status(config: &Config) -> Status {
             awaiting_ack: None,
             redelivered: None,
             dead_letters: None,
+            dead_letters_held: None,
             error: None,
         })
         .collect();
+    if let Some(held) = daemon_metric(config, "db_event_writer_dead_letters_held").await {
+        for s in &mut streams {
+            s.dead_letters_held = held.iter().find(|(name, _)| *name == s.name).map(|(_, n)| *n as u64);
+        }
+    }
     let client = match tokio::time::timeout(CHECK_TIMEOUT, jetstream::connect_once(&config.nats)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return unreachable(format!("unreachable: {e}"), database, streams),
         Err(_) => return unreachable(format!("no answer within {CHECK_TIMEOUT:?}"), database, streams),
     };
     let js = async_nats::jetstream::new(client.clone());
-    let dlq = js.get_stream(&config.dlq.stream).await.ok();
+    let mut dlq = js.get_stream(&config.dlq.stream).await.ok();
+    let dlq_state = match &mut dlq {
+        None => format!(
+            "missing: stream {:?} does not exist; the daemon creates it at its next dead letter (meanwhile such \
+             messages are held, not terminated)",
+            config.dlq.stream
+        ),
+        Some(stream) => match stream.info().await {
+            Ok(info) => dlq_text(info.state.messages, info.state.bytes, info.config.max_bytes, &info.config.discard),
+            Err(e) => format!("unreadable: {e}"),
+        },
+    };
     for s in &mut streams {
         match js.get_stream(&s.jetstream).await {
             Ok(stream) => match stream.consumer_info(&s.consumer).await {
@@ -101,11 +127,67 @@ pub async fn status(config: &Config) -> Status {
             None => 0,
         });
     }
-    Status { nats: "ok".to_owned(), nats_version: Some(client.server_info().version.clone()), database, streams }
+    Status {
+        nats: "ok".to_owned(),
+        nats_version: Some(client.server_info().version.clone()),
+        database,
+        dlq: dlq_state,
+        streams,
+    }
 }
 
 fn unreachable(nats: String, database: String, streams: Vec<StreamStatus>) -> Status {
-    Status { nats, nats_version: None, database, streams }
+    Status { nats, nats_version: None, database, dlq: "unknown (NATS unreachable)".to_owned(), streams }
+}
+
+/// The DLQ stream's fill, and whether it can take more.
+fn dlq_text(
+    messages: u64,
+    bytes: u64,
+    max_bytes: i64,
+    discard: &async_nats::jetstream::stream::DiscardPolicy,
+) -> String {
+    let of = if max_bytes > 0 { format!(" of {max_bytes}") } else { String::new() };
+    let new = matches!(discard, async_nats::jetstream::stream::DiscardPolicy::New);
+    if new && max_bytes > 0 && bytes as f64 >= max_bytes as f64 * 0.99 {
+        format!(
+            "full: {messages} letters, {bytes}{of} bytes; new dead letters are refused (their messages stay held): \
+             replay or purge some, or raise [dlq] max_bytes"
+        )
+    } else if !new {
+        format!("ok ({messages} letters, {bytes}{of} bytes; discards old letters when full until the daemon fixes it)")
+    } else {
+        format!("ok ({messages} letters, {bytes}{of} bytes)")
+    }
+}
+
+/// One gauge of the running daemon's `/metrics` (`[http] listen`), by stream: `None` when nothing answers.
+async fn daemon_metric(config: &Config, name: &str) -> Option<Vec<(String, f64)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = config.http.listen?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let fetch = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.ok()?;
+        let mut body = Vec::new();
+        conn.read_to_end(&mut body).await.ok()?;
+        Some(String::from_utf8_lossy(&body).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(2), fetch).await.ok()??;
+    let prefix = format!("{name}{{");
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (labels, value) = rest.rsplit_once("} ")?;
+                let stream = labels.split(',').find_map(|kv| kv.strip_prefix("stream=\""))?.trim_end_matches('"');
+                Some((stream.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect(),
+    )
 }
 
 async fn database(config: &Config) -> String {
@@ -125,6 +207,7 @@ impl Status {
         let version = self.nats_version.as_deref().map(|v| format!(" (nats-server {v})")).unwrap_or_default();
         out.push_str(&format!("nats {}: {}{version}\n", redact_url(&config.nats.url), self.nats));
         out.push_str(&format!("database {}: {}\n", redact_url(&config.database.url), self.database));
+        out.push_str(&format!("dlq {}: {}\n", config.dlq.stream, self.dlq));
         for s in &self.streams {
             out.push_str(&format!("{s}\n"));
         }
@@ -149,6 +232,9 @@ impl fmt::Display for StreamStatus {
             n(&self.redelivered),
             n(&self.dead_letters),
         )?;
+        if let Some(held) = self.dead_letters_held.filter(|n| *n > 0) {
+            write!(f, " dead_letters_held={held} (not stored yet: see dlq)")?;
+        }
         if let Some(e) = &self.error {
             write!(f, " error={e}")?;
         }

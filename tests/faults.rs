@@ -7,35 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use db_event_writer::RunError;
 use db_event_writer::dlq::{H_CLASS, H_DELIVERED, H_REASON, H_SEQUENCE, H_STREAM, H_SUBJECT};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(90);
-
-fn start(config: db_event_writer::config::Config) -> (CancellationToken, JoinHandle<Result<(), RunError>>) {
-    init_logs();
-    let token = CancellationToken::new();
-    let handle = tokio::spawn(db_event_writer::run(config, token.clone()));
-    (token, handle)
-}
-
-async fn stop(token: CancellationToken, handle: JoinHandle<Result<(), RunError>>) {
-    assert!(!handle.is_finished(), "the daemon is still running");
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
-}
-
-async fn wait_for_consumer(js: &async_nats::jetstream::Context, s: &TestStream) {
-    wait_until(LIMIT, "consumer created", || async {
-        match js.get_stream(&s.jetstream).await {
-            Ok(st) => st.consumer_info(&s.consumer).await.is_ok(),
-            Err(_) => false,
-        }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_does_not_sink_its_batch() {
@@ -67,7 +41,7 @@ async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_do
     publish_all(&js, items).await;
     js.publish_with_headers(subject.clone(), headers, "[1, 2]".into()).await.unwrap().await.unwrap();
 
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_drained(&js, &stream, LIMIT).await;
     assert_eq!(db.count("timeseries_metrics").await, 999, "every good row of the batch landed");
     let letters = dead_letters(&js, &stream.name).await;
@@ -104,7 +78,7 @@ async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_do
     wait_drained(&js, &stream, LIMIT).await;
     let again = dead_letters(&js, &stream.name).await;
     assert_eq!(again.len(), 4, "the undecodable ones come back to the DLQ; the fixed one does not");
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,8 +90,8 @@ async fn a_message_failing_on_its_last_delivery_is_dead_lettered_not_lost() {
     let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
     migrate(&config).await;
     let js = nats.jetstream().await;
-    let (token, handle) = start(config);
-    wait_for_consumer(&js, &stream).await;
+    let daemon = InProcess::start(config);
+    wait_for_consumer(&js, &stream, LIMIT).await;
     // Every write now fails with a transient (not permanent, not connection) error.
     db.client().await.batch_execute("ALTER TABLE platform.timeseries_metrics RENAME TO gone").await.unwrap();
     publish_all(&js, [(stream.subject("x"), metric(1))]).await;
@@ -127,7 +101,7 @@ async fn a_message_failing_on_its_last_delivery_is_dead_lettered_not_lost() {
     assert_eq!(letters[0].header(H_CLASS), "max_deliver");
     assert_eq!(letters[0].header(H_DELIVERED), "2");
     assert!(letters[0].header(H_REASON).contains("42P01"), "{}", letters[0].header(H_REASON));
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,8 +114,8 @@ async fn a_dlq_stream_deleted_while_running_is_created_again_and_the_poison_land
     let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
     migrate(&config).await;
     let js = nats.jetstream().await;
-    let (token, handle) = start(config);
-    wait_for_consumer(&js, &stream).await;
+    let daemon = InProcess::start(config);
+    wait_for_consumer(&js, &stream, LIMIT).await;
     js.delete_stream("DLQ").await.unwrap();
     publish_all(
         &js,
@@ -155,7 +129,7 @@ async fn a_dlq_stream_deleted_while_running_is_created_again_and_the_poison_land
     assert!(letters.iter().all(|l| l.header(H_CLASS) == "decode"));
     let info = js.get_stream(&stream.jetstream).await.unwrap().consumer_info(&stream.consumer).await.unwrap();
     assert_eq!(info.num_redelivered, 0, "nothing was NAKed: the DLQ came back at the first publish: {info:?}");
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +141,8 @@ async fn a_write_blocked_longer_than_ack_wait_is_not_redelivered() {
     let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
     migrate(&config).await;
     let js = nats.jetstream().await;
-    let (token, handle) = start(config);
-    wait_for_consumer(&js, &stream).await;
+    let daemon = InProcess::start(config);
+    wait_for_consumer(&js, &stream, LIMIT).await;
     // The test holds a lock the writer needs, for three times ack_wait.
     let mut locker = db.client().await;
     let tx = locker.transaction().await.unwrap();
@@ -181,7 +155,7 @@ async fn a_write_blocked_longer_than_ack_wait_is_not_redelivered() {
     let info = js.get_stream(&stream.jetstream).await.unwrap().consumer_info(&stream.consumer).await.unwrap();
     assert_eq!(info.num_redelivered, 0, "in-progress acks kept JetStream from redelivering: {info:?}");
     assert_eq!(info.delivered.consumer_sequence, 20, "each message delivered once: {info:?}");
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +175,7 @@ async fn a_database_outage_opens_the_breaker_stops_fetching_and_loses_nothing() 
     create_stream(&js, &stream).await;
     let subject = stream.subject("x");
     publish_all(&js, (0..200).map(|i| (subject.clone(), metric(i)))).await;
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_until(LIMIT, "first rows", || async { db.count("timeseries_metrics").await == 200 }).await;
 
     proxy.cut();
@@ -217,5 +191,5 @@ async fn a_database_outage_opens_the_breaker_stops_fetching_and_loses_nothing() 
     wait_until(LIMIT, "every row after the outage", || async { db.count("timeseries_metrics").await == 1200 }).await;
     wait_drained(&js, &stream, LIMIT).await;
     assert!(dead_letters(&js, &stream.name).await.is_empty(), "an outage dead-letters nothing");
-    stop(token, handle).await;
+    daemon.stop().await;
 }

@@ -250,6 +250,7 @@ async fn status_reports_lag_awaiting_ack_and_dead_letters_per_stream() {
     assert!(out.contains("database postgres://***@127.0.0.1:5432/") && out.contains(": ok\n"), "{out}");
     let line = out.lines().find(|l| l.starts_with(&format!("stream {}:", stream.name))).unwrap();
     assert!(line.contains("lag=3 awaiting_ack=0 redelivered=0 dead_letters=2"), "{line}");
+    assert!(out.contains("dlq DLQ: ok (2 letters, "), "{out}");
 
     let (code, out, _) = run_cli(&["status", "--json", "--config", config_arg]);
     assert_eq!(code, 0);
@@ -260,6 +261,12 @@ async fn status_reports_lag_awaiting_ack_and_dead_letters_per_stream() {
     assert_eq!(v["streams"][0]["pending"], 3);
     assert_eq!(v["streams"][0]["awaiting_ack"], 0);
     assert_eq!(v["streams"][0]["dead_letters"], 2);
+
+    // The DLQ gone: dead letters could not be stored until the daemon makes it again: said, exit status 1.
+    js.delete_stream("DLQ").await.unwrap();
+    let (code, out, _) = run_cli(&["status", "--config", config_arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("dlq DLQ: missing: stream \"DLQ\" does not exist"), "{out}");
 
     // The database down: said, exit status 1, NATS still reported.
     let down = config_text(
@@ -864,7 +871,7 @@ fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
         assert!(unit.contains(key), "unit lacks {key:?}");
     }
     let local = dir.path().join("db-event-writer.service");
-    std::fs::write(&local, unit.replace("/usr/local/bin/db-event-writer", daemon_bin())).unwrap();
+    std::fs::write(&local, unit.replace("/usr/local/bin/db-event-writer", &daemon_bin())).unwrap();
     let (ok, out) = tool("systemd-analyze", &["verify", local.to_str().unwrap()]);
     assert!(ok && out.trim().is_empty(), "systemd-analyze verify:\n{out}");
 

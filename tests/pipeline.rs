@@ -11,25 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Starts the daemon in-process; returns its shutdown token and join handle.
-fn start(
-    config: db_event_writer::config::Config,
-) -> (CancellationToken, tokio::task::JoinHandle<Result<(), db_event_writer::RunError>>) {
-    init_logs();
-    let token = CancellationToken::new();
-    let handle = tokio::spawn(db_event_writer::run(config, token.clone()));
-    (token, handle)
-}
-
-async fn stop(token: CancellationToken, handle: tokio::task::JoinHandle<Result<(), db_event_writer::RunError>>) {
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(30), handle)
-        .await
-        .expect("daemon stops within 30 s")
-        .expect("daemon task did not panic")
-        .expect("daemon stopped cleanly");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n_messages_become_n_rows_and_the_consumer_drains() {
     let nats = NatsServer::start();
@@ -43,7 +24,7 @@ async fn n_messages_become_n_rows_and_the_consumer_drains() {
     const N: usize = 2_000;
     publish_all(&js, (0..N).map(|i| (format!("{prefix}.cpu"), metric(i)))).await;
 
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_until(LIMIT, "N rows", || async { db.count("timeseries_metrics").await == N as i64 }).await;
     wait_drained(&js, &stream, LIMIT).await;
 
@@ -63,7 +44,7 @@ async fn n_messages_become_n_rows_and_the_consumer_drains() {
     assert_eq!(row.get::<_, String>(3), "percent");
     assert_eq!(row.get::<_, String>(4), r#"{"host": "h7"}"#);
     assert!(row.get::<_, bool>(5));
-    stop(token, handle).await;
+    daemon.stop().await;
     let (pending, ack_pending) = consumer_state(&js, &stream).await;
     assert_eq!((pending, ack_pending), (0, 0));
 }
@@ -82,10 +63,10 @@ async fn a_message_published_three_times_is_one_row() {
     // A different sample after the duplicates, so "drained" means the duplicates were handled too.
     publish_all(&js, [(subject.clone(), metric(43))]).await;
 
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_drained(&js, &stream, LIMIT).await;
     assert_eq!(db.count("timeseries_metrics").await, 2, "three copies of one sample are one row");
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,15 +92,15 @@ async fn garbage_among_good_messages_is_terminated_and_the_stream_keeps_going() 
     }
     publish_all(&js, items).await;
 
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_drained(&js, &stream, LIMIT).await;
     assert_eq!(db.count("timeseries_metrics").await, 300);
-    assert!(!handle.is_finished(), "the daemon keeps running after bad input");
+    assert!(daemon.running(), "the daemon keeps running after bad input");
     // And it still consumes what comes next.
     publish_all(&js, [(subject.clone(), metric(1000))]).await;
     wait_until(LIMIT, "row after the garbage", || async { db.count("timeseries_metrics").await == 301 }).await;
     wait_drained(&js, &stream, LIMIT).await;
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +113,7 @@ async fn a_database_error_naks_with_a_delay_and_the_rows_land_once_it_is_fixed()
     migrate(&config).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_until(LIMIT, "consumer created", || async {
         match js.get_stream(&stream.jetstream).await {
             Ok(s) => s.consumer_info(&stream.consumer).await.is_ok(),
@@ -156,7 +137,7 @@ async fn a_database_error_naks_with_a_delay_and_the_rows_land_once_it_is_fixed()
     client.batch_execute("ALTER TABLE platform.broken RENAME TO timeseries_metrics").await.unwrap();
     wait_until(LIMIT, "row after the table is back", || async { db.count("timeseries_metrics").await == 1 }).await;
     wait_drained(&js, &stream, LIMIT).await;
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +150,7 @@ async fn a_stream_with_two_filter_subjects_consumes_both() {
     stream.subjects = vec![format!("{a}.>"), format!("{b}.>")];
     let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
     migrate(&config).await;
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     let js = nats.jetstream().await;
     // The daemon creates the JetStream stream with both subjects.
     wait_until(LIMIT, "stream created by the daemon", || async {
@@ -188,7 +169,7 @@ async fn a_stream_with_two_filter_subjects_consumes_both() {
     let mut want = stream.subjects.clone();
     want.sort();
     assert_eq!(filters, want);
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,7 +207,7 @@ async fn an_existing_stream_is_left_alone_and_an_existing_consumer_is_updated_in
     let subject = stream.subjects[0].replace('>', "x");
     publish_all(&js, (0..10).map(|i| (subject.clone(), metric(i)))).await;
 
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_until(LIMIT, "rows", || async { db.count("timeseries_metrics").await == 10 }).await;
     wait_drained(&js, &stream, LIMIT).await;
     let info = js.get_stream(&stream.jetstream).await.unwrap().consumer_info(&stream.consumer).await.unwrap();
@@ -235,7 +216,7 @@ async fn an_existing_stream_is_left_alone_and_an_existing_consumer_is_updated_in
     let stream_info = js.get_stream(&stream.jetstream).await.unwrap().get_info().await.unwrap();
     assert_eq!(stream_info.config.subjects, subjects, "the stream's subjects are untouched");
     assert_eq!(stream_info.config.max_messages, 1_000_000, "the stream's limits are untouched");
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +320,7 @@ async fn a_failed_stream_restarts_while_the_other_stream_keeps_running() {
     let config = config(&nats.url, &db.url, &[a.clone(), b.clone()]);
     migrate(&config).await;
     let js = nats.jetstream().await;
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     for s in [&a, &b] {
         wait_until(LIMIT, "consumers created", || async {
             match js.get_stream(&s.jetstream).await {
@@ -358,7 +339,7 @@ async fn a_failed_stream_restarts_while_the_other_stream_keeps_running() {
     wait_until(LIMIT, "stream a back after its restart", || async { db.count("timeseries_metrics").await == 40 }).await;
     wait_drained(&js, &a, LIMIT).await;
     wait_drained(&js, &b, LIMIT).await;
-    stop(token, handle).await;
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,7 +358,7 @@ async fn a_nats_outage_is_survived_without_loss() {
         create_stream(&js, &stream).await;
         publish_all(&js, (0..100).map(|i| (subject.clone(), metric(i)))).await;
     }
-    let (token, handle) = start(config);
+    let daemon = InProcess::start(config);
     wait_until(LIMIT, "first rows", || async { db.count("timeseries_metrics").await == 100 }).await;
 
     nats.restart(Duration::from_secs(2));
@@ -387,8 +368,8 @@ async fn a_nats_outage_is_survived_without_loss() {
         .await;
     wait_drained(&js, &stream, LIMIT).await;
     assert!(dead_letters(&js, &stream.name).await.is_empty(), "an outage dead-letters nothing");
-    assert!(!handle.is_finished());
-    stop(token, handle).await;
+    assert!(daemon.running());
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -757,3 +757,51 @@ async fn sigterm_during_a_blocked_reload_stops_the_daemon_in_bounded_time() {
     again.signal("TERM");
     assert!(again.wait_exit(Duration::from_secs(30)).success(), "{}", again.log_text());
 }
+
+/// A DLQ that cannot take a letter (full, discarding new ones): the message stays held, never terminated, is
+/// visible in the metrics and `status`, and lands in the DLQ once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_dlq_keeps_the_message_held_and_visible_until_there_is_room() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("fulldlq");
+    let stream = TestStream::telemetry(&unique("fulldlq"));
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream))
+        .replace("[daemon]", &format!("[http]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]"));
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let config = parse(&text);
+    migrate(&config).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let dlq = async_nats::jetstream::stream::Config {
+        name: "DLQ".into(),
+        subjects: vec!["dlq.>".into()],
+        max_bytes: 1024,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    js.create_stream(dlq.clone()).await.unwrap();
+    publish_all(&js, [(stream.subject("x"), vec![b'x'; 4096]), (stream.subject("x"), metric(1))]).await;
+    let daemon = InProcess::start(config);
+    wait_until(LIMIT, "the good row", || async { db.count("timeseries_metrics").await == 1 }).await;
+    wait_until(LIMIT, "the held dead letter in the metrics", || async {
+        let Some((_, text)) = http_get(port, "/metrics").await else { return false };
+        sample(
+            &text,
+            &format!(r#"db_event_writer_dead_letters_held{{stream="{}",processor="telemetry"}}"#, stream.name),
+        ) == Some(1.0)
+    })
+    .await;
+    let info = consumer_info(&js, &stream).await;
+    assert_eq!(info.num_ack_pending, 1, "held, not terminated: {info:?}");
+    let (code, out, _) = run_cli(&["status", "--config", config_path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("dead_letters_held=1"), "{out}");
+    // Room in the DLQ: the next retry stores it and the message is terminated.
+    js.update_stream(async_nats::jetstream::stream::Config { max_bytes: 1 << 20, ..dlq }).await.unwrap();
+    wait_drained(&js, &stream, LIMIT).await;
+    assert_eq!(dead_letters(&js, &stream.name).await.len(), 1);
+    daemon.stop().await;
+}

@@ -372,9 +372,10 @@ pub async fn wait_drained(js: &jetstream::Context, s: &TestStream, limit: Durati
     .await;
 }
 
-/// The daemon binary built by cargo for these tests.
-pub fn daemon_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_db-event-writer")
+/// The daemon binary built by cargo for these tests, or `DB_EVENT_WRITER_BIN` when set (the benchmark can then
+/// measure another build, e.g. an earlier commit's, on the same machine).
+pub fn daemon_bin() -> String {
+    std::env::var("DB_EVENT_WRITER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_db-event-writer").to_owned())
 }
 
 /// A daemon process; killed on drop if still running.
