@@ -277,12 +277,12 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
         "netflow" => K::Netflow,
         _ => K::Otel,
     };
-    let defaults = kind.batch_defaults();
+    let defaults = db_event_writer::processor::info(kind).batch;
     stream.batch_size = batch_size.unwrap_or(defaults.size);
     stream.batch_timeout = humantime::format_duration(defaults.timeout).to_string().leak();
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let (items, rows) = payloads(processor, n);
@@ -414,12 +414,12 @@ async fn latency(rate: usize, secs: u64) -> (f64, f64) {
     let dir = TempDir::new("bench-latency");
     let mut stream = TestStream::telemetry("bench");
     // Telemetry's defaults (1 s timeout).
-    let defaults = db_event_writer::processor::ProcessorKind::Telemetry.batch_defaults();
+    let defaults = db_event_writer::processor::info(db_event_writer::processor::ProcessorKind::Telemetry).batch;
     stream.batch_size = defaults.size;
     stream.batch_timeout = humantime::format_duration(defaults.timeout).to_string().leak();
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let daemon = Daemon::spawn_logging(&path, dir.path().join("daemon.log"), "info");
@@ -697,7 +697,7 @@ async fn ingest_load(steady_secs: u64) -> IngestLoad {
         + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\n");
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, text).unwrap();
-    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&path).unwrap()).await;
     let daemon = Daemon::spawn_logging(&path, dir.path().join("daemon.log"), "warn");
     wait_until(Duration::from_secs(30), "the ingest listener", || async {
         http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)

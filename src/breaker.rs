@@ -31,6 +31,15 @@ pub struct Breaker {
 }
 
 impl State {
+    /// The gauge's value: 0 closed, 1 open, 2 half-open.
+    pub const fn code(self) -> i64 {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        }
+    }
+
     /// `closed`, `open` or `half-open`.
     pub const fn as_str(self) -> &'static str {
         match self {

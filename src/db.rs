@@ -464,7 +464,7 @@ mod tests {
             "[nats]\nurl = \"nats://x\"\n[database]\nurl = \"{url}\"\n[[stream]]\nname = \"t\"\njetstream = \"e\"\n\
              consumer = \"c\"\nsubjects = [\"t.>\"]\nprocessor = \"telemetry\"\n"
         );
-        crate::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap().database
+        crate::parse_config(std::path::Path::new("t.toml"), &text).unwrap().database
     }
 
     #[test]

@@ -56,8 +56,10 @@ pub enum DlqClass {
 }
 
 impl DlqClass {
-    /// Every class (metrics initialise their series from it).
+    /// Every class.
     pub const ALL: [DlqClass; 4] = [DlqClass::Decode, DlqClass::Limit, DlqClass::Rejected, DlqClass::MaxDeliver];
+    /// Their names (metrics start every class's counter at 0).
+    pub const NAMES: [&'static str; 4] = ["decode", "limit", "rejected", "max_deliver"];
 
     /// The header value.
     pub const fn as_str(self) -> &'static str {
@@ -481,6 +483,7 @@ mod tests {
 
     #[test]
     fn classes_name_themselves() {
+        assert_eq!(DlqClass::ALL.map(DlqClass::as_str), DlqClass::NAMES);
         assert_eq!(DlqClass::Decode.to_string(), "decode");
         assert_eq!(DlqClass::Limit.as_str(), "limit");
         assert_eq!(DlqClass::Rejected.as_str(), "rejected");

@@ -68,7 +68,7 @@ impl Health {
         self.metrics.pool_size.set(status.size as i64);
         self.metrics.pool_in_use.set(status.size.saturating_sub(status.available) as i64);
         self.metrics.pool_waiting.set(status.waiting as i64);
-        self.metrics.set_breaker(self.breaker.state());
+        self.metrics.set_breaker(self.breaker.state().code());
         let connected = matches!(self.nats.connection_state(), async_nats::connection::State::Connected);
         self.metrics.nats_connected.set(i64::from(connected));
     }

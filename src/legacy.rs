@@ -342,7 +342,7 @@ pub fn convert(json: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, NatsAuth};
+    use crate::config::NatsAuth;
 
     /// ServiceRadar's shipped docker-compose configuration (reference §2), Helm's extra subject included.
     const SHIPPED: &str = r#"{
@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn shipped_config_becomes_an_equivalent_valid_streams_toml() {
         let text = convert(SHIPPED).unwrap();
-        let config = Config::parse(Path::new("imported.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let config = crate::parse_config(Path::new("imported.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.nats.url, "tls://nats:4222");
         assert_eq!(config.nats.auth, NatsAuth::Creds("/etc/serviceradar/creds/platform.creds".into()));
         let tls = config.nats.tls.as_ref().unwrap();
@@ -425,7 +425,7 @@ mod tests {
     fn legacy_single_subject_and_refusals() {
         let one = r#"{"nats_url":"nats://n:4222","stream_name":"events","consumer_name":"w","subject":"events.ocsf.processed",
             "table":"ocsf_events","cnpg":{"host":"db","username":"u","database":"d"}}"#;
-        let config = Config::parse(Path::new("x.toml"), &convert(one).unwrap()).unwrap();
+        let config = crate::parse_config(Path::new("x.toml"), &convert(one).unwrap()).unwrap();
         assert_eq!(config.streams.len(), 1);
         assert_eq!(config.database.url, "postgres://u@db:5432/d");
         let bad_table = one.replace("ocsf_events", "devices");
@@ -437,7 +437,7 @@ mod tests {
             r#""database":"d""#,
             r#""database":"d","cert_dir":"/certs","tls":{"ca_file":"root.pem","cert_file":"c.pem","key_file":"/k.pem"}"#,
         );
-        let config = Config::parse(Path::new("x.toml"), &convert(&tls_db).unwrap()).unwrap();
+        let config = crate::parse_config(Path::new("x.toml"), &convert(&tls_db).unwrap()).unwrap();
         let files = crate::config::TlsFiles {
             ca_file: Some("/certs/root.pem".into()),
             client: Some(("/certs/c.pem".into(), "/k.pem".into())),
@@ -450,7 +450,7 @@ mod tests {
         let refused = tls_db.replace(r#""cert_dir""#, r#""ssl_mode":"disable","cert_dir""#);
         assert!(convert(&refused).unwrap_err().contains("disable"));
         let required = one.replace(r#""database":"d""#, r#""database":"d","ssl_mode":"require""#);
-        let config = Config::parse(Path::new("x.toml"), &convert(&required).unwrap()).unwrap();
+        let config = crate::parse_config(Path::new("x.toml"), &convert(&required).unwrap()).unwrap();
         assert_eq!(config.database.tls.unwrap().mode, crate::config::SslMode::Require);
     }
 }

@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match Config::load(&cli.config) {
+    let config = match db_event_writer::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Command::Validate => {
             println!("{}: valid, {} stream(s)", config.source.display(), config.streams.len());
             for s in &config.streams {
-                println!("{}", s.summary());
+                println!("{}", db_event_writer::supervisor::describe(s));
             }
             Ok(())
         }

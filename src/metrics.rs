@@ -14,9 +14,29 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::breaker::State;
-use crate::dlq::DlqClass;
-use crate::processor::ProcessorKind;
+/// Spans of our own exported, failed to export, and dropped (queue full): counted by [`crate::traces`].
+#[derive(Debug, Clone, Default)]
+pub struct SpanCounters {
+    /// Spans the collector accepted.
+    pub exported: Counter,
+    /// Spans in requests that failed.
+    pub failed: Counter,
+    /// Spans dropped because the queue was full.
+    pub dropped: Counter,
+}
+
+/// The series of one stream: its names, its processor's tables, and the dead-letter classes it can count.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSeries<'a> {
+    /// `[[stream]] name`.
+    pub stream: &'a str,
+    /// Its processor's name.
+    pub processor: &'a str,
+    /// The processor's tables (for rows committed per table).
+    pub tables: &'a [&'a str],
+    /// Every dead-letter class (their counters start at 0).
+    pub classes: &'a [&'a str],
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
@@ -109,7 +129,7 @@ pub struct Metrics {
     /// Configuration reloads by outcome.
     reloads: Counters<ReloadLabels>,
     /// Our own spans exported, failed, dropped.
-    pub spans: crate::traces::Counters,
+    pub spans: SpanCounters,
     ingest: Counters<IngestLabels>,
 }
 
@@ -148,7 +168,7 @@ impl Metrics {
             pool_waiting: Gauge::default(),
             nats_connected: Gauge::default(),
             reloads: Family::default(),
-            spans: crate::traces::Counters::default(),
+            spans: SpanCounters::default(),
             ingest: Family::default(),
             registry: Registry::default(),
         };
@@ -242,12 +262,18 @@ impl Metrics {
     }
 
     /// Handles for one stream's hot path.
-    pub fn stream(self: &Arc<Self>, stream: &str, processor: ProcessorKind) -> StreamMetrics {
-        let s = StreamLabels { stream: stream.to_owned(), processor: processor.name().to_owned() };
+    pub fn stream(self: &Arc<Self>, series: StreamSeries<'_>) -> StreamMetrics {
+        let s = StreamLabels { stream: series.stream.to_owned(), processor: series.processor.to_owned() };
         let outcome =
             |o: &str| OutcomeLabels { stream: s.stream.clone(), processor: s.processor.clone(), outcome: o.into() };
-        let tables = processor
-            .tables()
+        // Every class from the start, so a first dead letter is an increase from 0, not a new series.
+        for class in series.classes {
+            let l =
+                ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: (*class).to_owned() };
+            drop(self.dead_lettered.get_or_create(&l));
+        }
+        let tables = series
+            .tables
             .iter()
             .map(|t| {
                 let l =
@@ -282,8 +308,8 @@ impl Metrics {
     }
 
     /// Drops every series of a stream removed by a reload, so its last lag does not linger on dashboards.
-    pub fn forget_stream(&self, stream: &str, processor: ProcessorKind) {
-        let s = StreamLabels { stream: stream.to_owned(), processor: processor.name().to_owned() };
+    pub fn forget_stream(&self, series: StreamSeries<'_>) {
+        let s = StreamLabels { stream: series.stream.to_owned(), processor: series.processor.to_owned() };
         for family in
             [&self.received, &self.redelivered, &self.acked, &self.naked, &self.terminated, &self.rows_inserted]
         {
@@ -295,7 +321,7 @@ impl Metrics {
         self.dlq_failures.remove(&s);
         self.batch_rows.remove(&s);
         self.latency.remove(&s);
-        for t in processor.tables() {
+        for t in series.tables {
             self.rows_committed.remove(&TableLabels {
                 stream: s.stream.clone(),
                 processor: s.processor.clone(),
@@ -307,23 +333,16 @@ impl Metrics {
             self.batches.remove(&l);
             self.batch_seconds.remove(&l);
         }
-        for class in DlqClass::ALL {
-            let l = ClassLabels {
-                stream: s.stream.clone(),
-                processor: s.processor.clone(),
-                class: class.as_str().to_owned(),
-            };
+        for class in series.classes {
+            let l =
+                ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: (*class).to_owned() };
             self.dead_lettered.remove(&l);
         }
     }
 
     /// Records the breaker's state.
-    pub fn set_breaker(&self, state: State) {
-        self.breaker_state.set(match state {
-            State::Closed => 0,
-            State::Open => 1,
-            State::HalfOpen => 2,
-        });
+    pub fn set_breaker(&self, code: i64) {
+        self.breaker_state.set(code);
     }
 
     /// Counts a configuration reload (`applied` or `rejected`).
@@ -393,11 +412,11 @@ impl StreamMetrics {
     }
 
     /// Counts a dead letter of `class`.
-    pub fn dead_lettered(&self, class: DlqClass) {
+    pub fn dead_lettered(&self, class: &str) {
         let l = ClassLabels {
             stream: self.labels.stream.clone(),
             processor: self.labels.processor.clone(),
-            class: class.as_str().to_owned(),
+            class: class.to_owned(),
         };
         self.all.dead_lettered.get_or_create(&l).inc();
     }
@@ -407,15 +426,20 @@ impl StreamMetrics {
 mod tests {
     use super::*;
 
+    fn series<'a>(stream: &'a str, processor: &'a str, tables: &'a [&'a str]) -> StreamSeries<'a> {
+        StreamSeries { stream, processor, tables, classes: &["decode", "rejected"] }
+    }
+
     #[test]
     fn exposition_names_labels_and_counts() {
         let m = Arc::new(Metrics::new());
-        let s = m.stream("telemetry", ProcessorKind::Otel);
+        let otel = series("telemetry", "otel", &["otel_traces", "otel_metrics"]);
+        let s = m.stream(otel);
         s.received.inc_by(3);
         s.rows_committed(1, 5);
-        s.dead_lettered(DlqClass::Decode);
+        s.dead_lettered("decode");
         s.latency.observe(0.25);
-        m.set_breaker(State::Open);
+        m.set_breaker(1);
         let text = m.encode();
         assert!(
             text.contains(r#"db_event_writer_messages_received_total{stream="telemetry",processor="otel"} 3"#),
@@ -437,13 +461,19 @@ mod tests {
             text.contains(r#"db_event_writer_end_to_end_latency_seconds_count{stream="telemetry",processor="otel"} 1"#)
         );
         assert!(text.contains("db_event_writer_breaker_state 1"), "{text}");
+        assert!(
+            text.contains(
+                r#"db_event_writer_messages_dead_lettered_total{stream="telemetry",processor="otel",class="rejected"} 0"#
+            ),
+            "every class starts at 0: {text}"
+        );
         assert!(text.contains(r#"db_event_writer_build_info{version=""#), "{text}");
         // A second stream handle for the same stream shares the counters.
-        m.stream("telemetry", ProcessorKind::Otel).received.inc();
+        m.stream(otel).received.inc();
         assert!(m.encode().contains(r#"messages_received_total{stream="telemetry",processor="otel"} 4"#));
         // A removed stream leaves no series behind.
-        m.stream("other", ProcessorKind::Logs).received.inc();
-        m.forget_stream("telemetry", ProcessorKind::Otel);
+        m.stream(series("other", "logs", &["logs"])).received.inc();
+        m.forget_stream(otel);
         let text = m.encode();
         assert!(!text.contains(r#"stream="telemetry""#), "{text}");
         assert!(text.contains(r#"messages_received_total{stream="other",processor="logs"} 1"#), "{text}");

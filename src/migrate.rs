@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::config::DatabaseConfig;
+use crate::config::{Config, DatabaseConfig};
 use crate::db::{DbSetupError, pg_config};
-use crate::sql::quote_ident;
+use crate::sql::{qualified, quote_ident};
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +217,53 @@ fn checksum(sql: &str) -> String {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// The database answers but lacks a table a stream writes to.
+#[derive(Debug, thiserror::Error)]
+#[error("table {table} does not exist (stream {stream:?} writes to it): run `db-event-writer migrate` first")]
+pub struct MissingTable {
+    /// Qualified table name.
+    pub table: String,
+    /// A stream needing it.
+    pub stream: String,
+}
+
+/// Fails fast when the database answers but a table is missing; only warns when it does not answer, or not
+/// within twice `connect_timeout` (the streams then wait for it: messages stay in JetStream).
+pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), MissingTable> {
+    let limit = config.database.connect_timeout * 2;
+    match tokio::time::timeout(limit, look_for_tables(pool, config)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(timeout = ?limit, "the database did not answer the table check in time; not checked");
+            Ok(())
+        }
+    }
+}
+
+async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), MissingTable> {
+    let client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "database not reachable at start-up; messages wait in JetStream until it is");
+            return Ok(());
+        }
+    };
+    let ours: &[&str] = &[crate::ledger::INCARNATIONS];
+    for s in &config.streams {
+        for table in s.processor.tables().iter().chain(ours) {
+            let name = qualified(&config.database.schema, table);
+            match client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await {
+                Ok(row) if row.get::<_, bool>(0) => {}
+                Ok(_) => {
+                    return Err(MissingTable { table: name, stream: s.name.clone() });
+                }
+                Err(e) => tracing::warn!(table = %name, error = %e, "could not check the table"),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! One supervised task per `[[stream]]`: a failed (or panicked) stream restarts with capped exponential backoff
 //! while the other streams keep running.
+//!
+//! Uses the pipeline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,23 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.next = self.first;
     }
+}
+
+/// One line about a stream's settings, for `validate` and the start-up log.
+pub fn describe(s: &StreamConfig) -> String {
+    format!(
+        "stream {}: processor={} jetstream={} consumer={} subjects=[{}] batch={} rows/{} ack_wait={} max_ack_pending={} max_deliver={}",
+        s.name,
+        s.processor,
+        s.jetstream,
+        s.consumer,
+        s.subjects.join(", "),
+        s.batch_size,
+        humantime::format_duration(s.batch_timeout),
+        humantime::format_duration(s.ack_wait),
+        s.max_ack_pending,
+        s.max_deliver,
+    )
 }
 
 /// A stream that ran this long before failing is considered to have been healthy.

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus_client::metrics::counter::Counter;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -40,16 +39,8 @@ pub struct Tracer {
     counters: Counters,
 }
 
-/// Spans exported, failed to export, and dropped (queue full); registered by [`crate::metrics::Metrics`].
-#[derive(Debug, Clone, Default)]
-pub struct Counters {
-    /// Spans the collector accepted.
-    pub exported: Counter,
-    /// Spans in requests that failed.
-    pub failed: Counter,
-    /// Spans dropped because the queue was full.
-    pub dropped: Counter,
-}
+/// Spans exported, failed to export, and dropped (queue full), as [`crate::metrics::Metrics`] registers them.
+pub use crate::metrics::SpanCounters as Counters;
 
 /// What a batch span says.
 #[derive(Debug)]
@@ -212,15 +203,9 @@ pub fn parse_traceparent(text: &str) -> Option<([u8; 16], [u8; 8])> {
     Some((trace, span))
 }
 
+/// Lower-case hex only, as W3C trace context requires.
 fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    if text.bytes().any(|c| c.is_ascii_uppercase()) { None } else { crate::hex::decode(text) }
 }
 
 /// Starts the exporter when `[otel]` is set: the tracer for the streams, and the task (it exports what is left

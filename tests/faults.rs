@@ -169,7 +169,7 @@ async fn a_database_outage_opens_the_breaker_stops_fetching_and_loses_nothing() 
     let text = config_text(&nats.url, &proxy.url_for(&db.url), std::slice::from_ref(&stream))
         .replace("[daemon]", "[breaker]\nfailures = 2\ncooldown = \"1s\"\n\n[daemon]")
         .replace("pool_size = 4", "pool_size = 4\nconnect_timeout = \"1s\"");
-    let config = db_event_writer::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap();
+    let config = db_event_writer::parse_config(std::path::Path::new("t.toml"), &text).unwrap();
     migrate(&config).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;

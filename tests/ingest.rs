@@ -425,7 +425,7 @@ async fn a_full_stream_or_a_consumer_far_behind_answers_429_with_retry_after() {
         .replace("[daemon]", "[breaker]\nfailures = 1\ncooldown = \"1s\"\n\n[daemon]")
         .replace("pool_size = 4", "pool_size = 4\nconnect_timeout = \"1s\"")
         + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_lag = 5\n");
-    migrate(&db_event_writer::config::Config::parse(std::path::Path::new("t.toml"), &text).unwrap()).await;
+    migrate(&db_event_writer::parse_config(std::path::Path::new("t.toml"), &text).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &telemetry).await;
     // Three messages at most, new ones refused: a stream at its limits (the daemon never changes a stream).

@@ -903,20 +903,24 @@ fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
     let text = std::fs::read_to_string(&configmap).unwrap();
     let env = |name: &str| Some(format!("{name}-from-env"));
     let text = db_event_writer::config::interpolate(&text, env).unwrap();
-    let config = db_event_writer::config::Config::parse(&configmap, &text).unwrap_or_else(|e| panic!("{e}"));
+    let config = db_event_writer::parse_config(&configmap, &text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.nats.url, "NATS_URL-from-env");
     for file in ["deploy/docker/streams.toml", "streams.toml"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
-        db_event_writer::config::Config::parse(Path::new(file), &text).unwrap_or_else(|e| panic!("{e}"));
+        db_event_writer::parse_config(Path::new(file), &text).unwrap_or_else(|e| panic!("{e}"));
     }
 
     // Every metric the alerts and the dashboard query is one the daemon exports.
     let metrics = std::sync::Arc::new(db_event_writer::metrics::Metrics::new());
     metrics.reload("applied");
     // Families appear once they have a series: one stream's handles create them all.
-    metrics
-        .stream("s", db_event_writer::processor::ProcessorKind::Otel)
-        .dead_lettered(db_event_writer::dlq::DlqClass::Decode);
+    let otel = db_event_writer::parse_config(
+        Path::new("t.toml"),
+        "[nats]\nurl = \"nats://x\"\n[database]\nurl = \"postgres://x\"\n[[stream]]\nname = \"s\"\njetstream = \"e\"\n\
+         consumer = \"c\"\nsubjects = [\"otel.>\"]\nprocessor = \"otel\"\n",
+    )
+    .unwrap();
+    metrics.stream(db_event_writer::pipeline::series(&otel.streams[0])).dead_lettered("decode");
     let exported = metrics.encode();
     let names: std::collections::BTreeSet<&str> =
         exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();

@@ -21,7 +21,7 @@ async fn sigkill_mid_stream_then_restart_writes_every_message_exactly_once() {
     stream.extra = "ack_wait = \"2s\"\n".to_owned();
     let config_path = dir.path().join("streams.toml");
     std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let subject = stream.subjects[0].replace('>', "x");
@@ -70,7 +70,7 @@ async fn sigterm_commits_and_acks_the_open_partial_batch_then_exits_zero() {
     stream.batch_timeout = "120s";
     let config_path = dir.path().join("streams.toml");
     std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let subject = stream.subjects[0].replace('>', "x");
@@ -121,7 +121,7 @@ fn validate_accepts_the_shipped_file_and_prints_one_line_per_stream() {
     let out = Command::new(daemon_bin()).args(["validate", "--config"]).arg(&shipped).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let config = db_event_writer::config::Config::load(&shipped).unwrap();
+    let config = db_event_writer::load_config(&shipped).unwrap();
     let stream_lines = stdout.lines().filter(|l| l.starts_with("stream ")).count();
     assert_eq!(stream_lines, config.streams.len(), "{stdout}");
 }
@@ -148,7 +148,7 @@ async fn two_instances_share_the_work_and_killing_one_loses_nothing() {
     stream.extra = "ack_wait = \"2s\"\n".to_owned();
     let config_path = dir.path().join("streams.toml");
     std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let subject = stream.subject("x");

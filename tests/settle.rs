@@ -23,7 +23,7 @@ fn dlq_config() -> db_event_writer::config::DlqConfig {
 }
 
 fn parse(text: &str) -> db_event_writer::config::Config {
-    db_event_writer::config::Config::parse(std::path::Path::new("t.toml"), text).expect("valid test config")
+    db_event_writer::parse_config(std::path::Path::new("t.toml"), text).expect("valid test config")
 }
 
 /// An OTLP logs request of `records` records under one resource with a `service.name` of `service` bytes.
@@ -91,7 +91,7 @@ async fn a_crash_loop_dead_letters_what_it_could_not_settle_and_a_replay_writes_
     stream.extra = "ack_wait = \"1s\"\nmax_deliver = 5\n".to_owned();
     let config_path = dir.path().join("streams.toml");
     std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     const N: usize = 2000;
@@ -192,7 +192,7 @@ async fn amplifying_payloads_are_refused_at_their_limits_and_memory_stays_bounde
     let streams = [logs.clone(), otel.clone(), telemetry.clone()];
     let config_path = dir.path().join("streams.toml");
     std::fs::write(&config_path, config_text(&nats.url, &db.url, &streams)).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     for s in &streams {
         create_stream(&js, s).await;
@@ -727,7 +727,7 @@ async fn sigterm_during_a_blocked_reload_stops_the_daemon_in_bounded_time() {
     let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream))
         .replace("shutdown_timeout = \"20s\"", "shutdown_timeout = \"3s\"");
     std::fs::write(&config_path, &text).unwrap();
-    migrate(&db_event_writer::config::Config::load(&config_path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let mut locker = db.client().await;

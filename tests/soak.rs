@@ -30,7 +30,7 @@ async fn steady_load_keeps_memory_flat_and_loses_nothing() {
     stream.batch_timeout = "200ms";
     let path = dir.path().join("streams.toml");
     std::fs::write(&path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
-    migrate(&db_event_writer::config::Config::load(&path).unwrap()).await;
+    migrate(&db_event_writer::load_config(&path).unwrap()).await;
     let js = nats.jetstream().await;
     create_stream(&js, &stream).await;
     let mut daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));

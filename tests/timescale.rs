@@ -75,12 +75,12 @@ async fn on_timescaledb_the_table_is_a_hypertable_with_retention_and_writes_are_
 
     {
         let client = connect(&ts.url).await;
-        for (table, keep) in db_event_writer::config::RETENTION_DEFAULTS {
+        for (table, keep) in db_event_writer::processor::defaults().retention {
             let hypertable: i64 = client
                 .query_one(
                     "SELECT count(*) FROM timescaledb_information.hypertables \
                      WHERE hypertable_schema = 'platform' AND hypertable_name = $1",
-                    &[table],
+                    &[&table],
                 )
                 .await
                 .unwrap()
@@ -90,7 +90,7 @@ async fn on_timescaledb_the_table_is_a_hypertable_with_retention_and_writes_are_
                 .query_one(
                     "SELECT (config->>'drop_after') FROM timescaledb_information.jobs \
                      WHERE proc_name = 'policy_retention' AND hypertable_name = $1",
-                    &[table],
+                    &[&table],
                 )
                 .await
                 .unwrap()

@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// SHA-256 of a token, lower-case hex (what the file stores).
 pub fn hash(token: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(digest.as_ref())
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! One stream's pipeline: reader → writers → settler.
 //!
-//! - [`reader`]: pulls only what the stream may still hold, hands each message to the settler at once, decodes it
-//!   into the open batch and queues full batches;
+//! - [`reader`]: pulls only what the stream may still hold ([`pull`]), hands each message to the settler at
+//!   once, decodes it into the open batch ([`batch`]) and queues full batches ([`queue`]);
 //! - [`writer`]: `writers` tasks commit batches (one transaction each), bisect refused ones, hold them while the
 //!   database is down, and report every message's outcome;
 //! - [`settler`]: the only owner of every delivered message: ack after commit, in-progress acks while held,
@@ -11,168 +11,63 @@
 //! messages ≤ `max_ack_pending`, bytes ≤ `max_bytes_in_flight`) and `batches_in_flight` queued batches, checked
 //! before every pull. A slow database therefore slows fetching, and every delivered message is always held.
 //!
-//! Uses the processors, [`crate::jetstream`] (stream and consumer set-up), [`crate::ledger`] (the stream's
-//! incarnation), [`crate::db`], [`crate::breaker`], [`crate::dlq`], [`crate::metrics`], [`crate::traces`].
+//! This file wires a stream's parts ([`run_stream`]); what they share is in [`context`]. Uses the processors
+//! (one [`crate::processor::dispatch`]), [`crate::jetstream`] (stream and consumer set-up), [`crate::ledger`]
+//! (the stream's incarnation), the pool, the breaker, the DLQ, metrics, traces.
 
 pub mod batch;
+pub mod context;
 mod pull;
+mod queue;
 mod reader;
 pub mod settler;
 pub mod writer;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::{self};
-use tokio::sync::Notify;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::breaker::Breaker;
-use crate::config::{DatabaseConfig, StreamConfig};
-use crate::db::SharedPool;
-use crate::dlq::DeadLetters;
+use crate::config::StreamConfig;
 use crate::jetstream::{NatsError, ensure_consumer, ensure_stream};
-use crate::metrics::{Metrics, StreamMetrics};
-use crate::processor::events::Events;
-use crate::processor::logs::Logs;
-use crate::processor::netflow::Netflow;
-use crate::processor::otel::Otel;
-use crate::processor::sweep::Sweep;
-use crate::processor::telemetry::Telemetry;
-use crate::processor::{Processor, ProcessorKind};
+use crate::processor::{Processor, Visit, dispatch};
+use context::Ctx;
+pub use context::{Shared, StreamError};
+use queue::Queue;
 use settler::{Rules, Settler};
 use writer::Writer;
 
-/// What every stream task shares: the JetStream context, the one pool, and where tables live.
-#[derive(Debug, Clone)]
-pub struct Shared {
-    /// JetStream context on the daemon's one NATS connection.
-    pub js: jetstream::Context,
-    /// The one PostgreSQL pool.
-    pub pool: SharedPool,
-    /// `[database]`: the schema, statement timeout, stall warning.
-    pub database: DatabaseConfig,
-    /// Subjects to create each missing JetStream stream with (union over its `[[stream]]`s).
-    pub jetstream_subjects: Arc<std::collections::BTreeMap<String, Vec<String>>>,
-    /// Where messages that can never be written go.
-    pub dlq: DeadLetters,
-    /// The database's circuit breaker.
-    pub breaker: Arc<Breaker>,
-    /// Exported metrics.
-    pub metrics: Arc<Metrics>,
-    /// How often consumer lag gauges are refreshed.
-    pub refresh: Duration,
-    /// Our own batch spans (does nothing unless `[otel]` is set).
-    pub tracer: crate::traces::Tracer,
-    /// Where the fate of messages posted to the HTTP ingest front is recorded (`[ingest]` set).
-    pub ingest_status: Option<async_nats::jetstream::kv::Store>,
-}
-
-/// Why a stream task stopped (the supervisor restarts it).
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// Setting up the JetStream stream or consumer failed.
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    /// Pulling messages failed.
-    #[error("pulling messages: {0}")]
-    Pull(String),
-    /// The consumer was created again under this task (its stream deleted and recreated, or the consumer
-    /// replaced): the task restarts, to read the new incarnation with its own identity.
-    #[error("the consumer was created again ({0}); starting over")]
-    ConsumerChanged(String),
-    /// A writer task died (a bug: it handles every error itself).
-    #[error("a writer task stopped unexpectedly: {0}")]
-    WriterDied(String),
-}
-
-/// What a stream's reader and writers share.
-pub(crate) struct Ctx {
-    cfg: StreamConfig,
-    database: DatabaseConfig,
-    breaker: Arc<Breaker>,
-    metrics: StreamMetrics,
-    tracer: crate::traces::Tracer,
-}
-
-/// Full batches waiting for a writer.
-pub(crate) struct Queue<R> {
-    batches: std::sync::Mutex<VecDeque<batch::Batch<R, writer::Slip>>>,
-    ready: Notify,
-    closed: AtomicBool,
-}
-
-impl<R> Queue<R> {
-    fn new() -> Self {
-        Queue { batches: std::sync::Mutex::new(VecDeque::new()), ready: Notify::new(), closed: AtomicBool::new(false) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<batch::Batch<R, writer::Slip>>> {
-        self.batches.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues a full batch for the next free writer.
-    fn push(&self, batch: batch::Batch<R, writer::Slip>) {
-        self.lock().push_back(batch);
-        self.ready.notify_one();
-    }
-
-    /// Batches waiting.
-    fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// No more batches will come: writers finish what is queued and stop.
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.ready.notify_waiters();
-    }
-
-    /// The next batch, or `None` once the queue is closed and empty. Tells the settler (and so the reader) that
-    /// a batch was taken: the queue has room again.
-    async fn pop(&self, settler: &Settler) -> Option<batch::Batch<R, writer::Slip>> {
-        loop {
-            let notified = self.ready.notified();
-            tokio::pin!(notified);
-            // Registered before looking, so a push or close between the look and the wait is not missed.
-            notified.as_mut().enable();
-            let next = {
-                let mut batches = self.lock();
-                let next = batches.pop_front();
-                if next.is_some() && !batches.is_empty() {
-                    // Another batch waits: pass the wake-up on to another writer.
-                    self.ready.notify_one();
-                }
-                next
-            };
-            if let Some(batch) = next {
-                settler.batch_taken();
-                return Some(batch);
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                return None;
-            }
-            notified.await;
-        }
+/// The metric series of a stream: its names, its processor's tables, every dead-letter class.
+pub fn series(cfg: &StreamConfig) -> crate::metrics::StreamSeries<'_> {
+    crate::metrics::StreamSeries {
+        stream: &cfg.name,
+        processor: cfg.processor.name(),
+        tables: cfg.processor.tables(),
+        classes: &crate::dlq::DlqClass::NAMES,
     }
 }
+
+/// How often a stream checks that its consumer is still the one it set up (created again: the task restarts).
+const CONSUMER_CHECK: Duration = Duration::from_secs(10);
 
 /// Runs the pipeline of one `[[stream]]` until `shutdown`, then flushes, commits and acks what it holds.
 pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &CancellationToken) -> Result<(), StreamError> {
-    // The closed set of processors, dispatched once per stream task: the pipeline is monomorphised per kind.
-    let schema = &shared.database.schema;
-    match cfg.processor {
-        ProcessorKind::Telemetry => pipeline(Telemetry::new(schema), cfg, shared, shutdown).await,
-        ProcessorKind::Logs => pipeline(Logs::new(schema), cfg, shared, shutdown).await,
-        ProcessorKind::Events => pipeline(Events::new(schema), cfg, shared, shutdown).await,
-        ProcessorKind::Sweep => pipeline(Sweep::new(schema), cfg, shared, shutdown).await,
-        ProcessorKind::Otel => pipeline(Otel::new(schema), cfg, shared, shutdown).await,
-        ProcessorKind::Netflow => pipeline(Netflow::new(schema), cfg, shared, shutdown).await,
+    struct Run<'a> {
+        cfg: &'a StreamConfig,
+        shared: &'a Shared,
+        shutdown: &'a CancellationToken,
     }
+    impl<'a> Visit for Run<'a> {
+        type Output = BoxFuture<'a, Result<(), StreamError>>;
+        fn visit<P: Processor>(self) -> Self::Output {
+            // Monomorphised per processor: the pipeline knows its row type at compile time.
+            Box::pin(pipeline(P::new(&self.shared.database.schema), self.cfg, self.shared, self.shutdown))
+        }
+    }
+    dispatch(cfg.processor, Run { cfg, shared, shutdown }).await
 }
 
 async fn pipeline<P: Processor>(
@@ -193,7 +88,7 @@ async fn pipeline<P: Processor>(
     let identity: Arc<str> = Arc::from(crate::ledger::identity(&cfg.jetstream, epoch));
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, identity = %identity, "consuming");
 
-    let metrics = shared.metrics.stream(&cfg.name, cfg.processor);
+    let metrics = shared.metrics.stream(series(cfg));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         database: shared.database.clone(),
@@ -201,15 +96,10 @@ async fn pipeline<P: Processor>(
         metrics: metrics.clone(),
         tracer: shared.tracer.clone(),
     });
-    // Stops the reader: shutdown, or the consumer found created again by the lag refresher (which is aborted
-    // when this function returns or unwinds).
+    // Stops the reader: shutdown, or the consumer found created again (the watch is aborted when this function
+    // returns or unwinds).
     let stop = shutdown.child_token();
-    let _lag = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(refresh_lag(
-        consumer.clone(),
-        metrics.clone(),
-        shared.refresh,
-        stop.clone(),
-    )));
+    let _watch = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(watch_consumer(consumer.clone(), stop.clone())));
     let client = shared.js.client();
     let settler = Settler::new(Rules {
         stream: cfg.name.clone(),
@@ -222,7 +112,7 @@ async fn pipeline<P: Processor>(
         max_bytes: cfg.max_bytes_in_flight,
     });
     let closing = CancellationToken::new();
-    let fates = shared.ingest_status.as_ref().map(|s| crate::ingest::Fates::new(s.clone(), &cfg.jetstream));
+    let fates = shared.ingest_status.as_ref().map(|s| crate::ingest::status::Fates::new(s.clone(), &cfg.jetstream));
     let settling = tokio::spawn(
         Arc::clone(&settler)
             .run(client.clone(), shared.dlq.clone(), metrics, fates, closing.clone())
@@ -257,7 +147,7 @@ async fn pipeline<P: Processor>(
         max_payload: client.server_info().max_payload,
         identity,
     };
-    // The reader stops on shutdown, or when the consumer is found created again (see `refresh_lag`).
+    // The reader stops on shutdown, or when the consumer is found created again (see `watch_consumer`).
     let result = match reader.run(&stop).await {
         Ok(()) if !shutdown.is_cancelled() => {
             Err(StreamError::ConsumerChanged("its creation time changed since this task set it up".into()))
@@ -311,28 +201,28 @@ async fn incarnation(
     }
 }
 
-/// Keeps the consumer's lag gauges fresh (JetStream's own counts: pending, awaiting ack, redelivered), and
-/// cancels `changed` when the consumer is found created again (its creation time differs).
-async fn refresh_lag(consumer: PullConsumer, metrics: StreamMetrics, every: Duration, changed: CancellationToken) {
+/// Cancels `changed` when the consumer is found created again under this task (its creation time differs from
+/// the one set up): a new incarnation must be read with its own identity.
+async fn watch_consumer(consumer: PullConsumer, changed: CancellationToken) {
     let created = consumer.cached_info().created;
-    let mut tick = tokio::time::interval(every.min(Duration::from_secs(10)));
+    let mut tick = tokio::time::interval(CONSUMER_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut consumer = consumer;
     loop {
         tick.tick().await;
-        if let Ok(info) = consumer.info().await {
-            if info.created != created {
-                changed.cancel();
-            }
-            metrics.pending.set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
-            metrics.ack_pending.set(info.num_ack_pending as i64);
-            metrics.consumer_redelivered.set(info.num_redelivered as i64);
+        if let Ok(info) = consumer.info().await
+            && info.created != created
+        {
+            changed.cancel();
+            return;
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[tokio::test]
@@ -379,7 +269,7 @@ mod tests {
                     tokio::time::Instant::now(),
                 )
             });
-            let full = b.push(writer::Slip { ticket, ingested: false, link: None }, 0, 1, tokio::time::Instant::now());
+            let full = b.push(context::Slip { ticket, ingested: false, link: None }, 0, 1, tokio::time::Instant::now());
             queue.push(full.expect("one row fills it"));
         }
         queue.close();

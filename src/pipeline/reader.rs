@@ -12,10 +12,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batcher;
+use super::context::{Ctx, Slip, StreamError};
 use super::pull::{Puller, parse_reply};
+use super::queue::Queue;
 use super::settler::{Arrival, Settler};
-use super::writer::Slip;
-use super::{Ctx, Queue, StreamError};
 use crate::breaker::State;
 use crate::dlq::{DlqClass, Origin};
 use crate::processor::{Incoming, Limits, Processor, Rows};
@@ -147,7 +147,7 @@ impl<P: Processor> Reader<'_, P> {
             reply,
             subject: message.subject,
             payload: message.payload,
-            ingested: crate::ingest::is_ingested(headers.as_ref()),
+            ingested: crate::ingest::status::is_ingested(headers.as_ref()),
             headers,
             sequence: meta.map_or(0, |d| d.stream_sequence),
             delivered: meta.map_or(1, |d| d.delivered),

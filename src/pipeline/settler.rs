@@ -533,7 +533,7 @@ impl Settler {
         client: async_nats::Client,
         dlq: DeadLetters,
         metrics: StreamMetrics,
-        fates: Option<crate::ingest::Fates>,
+        fates: Option<crate::ingest::status::Fates>,
         closing: CancellationToken,
     ) {
         let (stream, every) = self.with(|b| (b.rules.stream.clone(), b.rules.progress_every()));
@@ -606,7 +606,7 @@ async fn perform(
     client: &async_nats::Client,
     dlq: &DeadLetters,
     metrics: &StreamMetrics,
-    fates: Option<&crate::ingest::Fates>,
+    fates: Option<&crate::ingest::status::Fates>,
     publishing: &mut JoinSet<(Ticket, Result<(), String>)>,
 ) {
     match action {
@@ -633,7 +633,7 @@ async fn perform(
             if client.publish(reply, Bytes::from_static(b"+TERM")).await.is_ok() {
                 metrics.terminated.inc();
             }
-            metrics.dead_lettered(class);
+            metrics.dead_lettered(class.as_str());
             if let (Some(fates), Some(sequence)) = (fates, ingested) {
                 fates.dead_lettered(sequence, class, reason);
             }

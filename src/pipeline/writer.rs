@@ -14,27 +14,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Ctx;
-use super::batch::Batch;
+use super::context::{Ctx, RowBatch};
+use super::queue::Queue;
 use super::settler::Settler;
 use crate::breaker::State;
 use crate::db::{ErrorClass, SharedPool, WriteError};
 use crate::dlq::DlqClass;
 use crate::processor::Processor;
-
-/// What a batch entry carries besides its rows: its ticket with the settler, and what the writer needs of it.
-#[derive(Debug)]
-pub struct Slip {
-    /// The message's ticket.
-    pub ticket: super::settler::Ticket,
-    /// It came through the HTTP ingest front (the writer says which tables its rows went to).
-    pub ingested: bool,
-    /// Its W3C trace context, when batch spans are exported.
-    pub link: Option<Box<crate::traces::Link>>,
-}
-
-/// A batch of rows and the slips of their messages.
-pub type RowBatch<P> = Batch<<P as Processor>::Row, Slip>;
 
 /// A batch timed out at most this many times is split again; past it its parts are retried as they are.
 const TIMEOUT_SPLITS: u8 = 2;
@@ -148,7 +134,7 @@ pub(super) struct Writer<P> {
 impl<P: Processor> Writer<P> {
     /// Writes batches from `queue` until it is closed and empty (the reader stopped), or, once `shutdown` is
     /// cancelled, gives back what it cannot write because the database is down.
-    pub(super) async fn run(self, queue: Arc<super::Queue<P::Row>>, shutdown: CancellationToken) {
+    pub(super) async fn run(self, queue: Arc<Queue<P::Row>>, shutdown: CancellationToken) {
         while let Some(batch) = queue.pop(&self.settler).await {
             self.write_batch(batch, &shutdown).await;
         }

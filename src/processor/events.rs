@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{clean_jsonb, clean_text, each_object, parse_timestamp};
-use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::json::{clean_jsonb, clean_text, each_object, parse_timestamp, text_or_number};
 use crate::sql::qualified;
 
 /// One row of `ocsf_events`.
@@ -100,15 +100,21 @@ pub struct Events {
     insert_sql: String,
 }
 
-impl Events {
-    /// 1,000 rows (sized by the benchmark, as telemetry), flushed after 1 s as the design this replaces.
-    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(1) };
-    /// The table written.
-    pub const TABLE: &str = "ocsf_events";
+/// The table written.
+pub const TABLE: &str = "ocsf_events";
 
-    /// A processor writing to `schema`.
-    pub fn new(schema: &str) -> Self {
-        let table = qualified(schema, Self::TABLE);
+impl Processor for Events {
+    const NAME: &'static str = "events";
+    const TABLES: &'static [&'static str] = &[TABLE];
+    /// 1,000 rows (sized by the benchmark, as telemetry), flushed after 1 s as the design this replaces.
+    const BATCH: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(1) };
+    /// ServiceRadar's: 14 days.
+    const RETENTION: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(14 * 86_400))];
+
+    type Row = EventRow;
+
+    fn new(schema: &str) -> Self {
+        let table = qualified(schema, TABLE);
         let insert_sql = format!(
             "INSERT INTO {table} (id, time, class_uid, category_uid, type_uid, activity_id, activity_name, severity_id, \
              severity, message, status_id, status, status_code, status_detail, metadata, observables, trace_id, span_id, \
@@ -126,10 +132,6 @@ impl Events {
         );
         Events { insert_sql }
     }
-}
-
-impl Processor for Events {
-    type Row = EventRow;
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, EventRow>) -> Result<(), DecodeError> {
         each_object(msg.payload, "event", |_, map, whole| rows.push(event_row(map, msg, whole)?))
@@ -204,21 +206,6 @@ fn required(map: &Map<String, Value>, key: &str) -> Result<i32, DecodeError> {
     }
 }
 
-fn text_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<String>, DecodeError> {
-    for key in keys {
-        match map.get(*key) {
-            Some(Value::String(s)) if !s.is_empty() => {
-                let mut s = s.clone();
-                clean_text(&mut s);
-                return Ok(Some(s));
-            }
-            Some(Value::Number(n)) => return Ok(Some(n.to_string())),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
 /// Parses a UUID in any case and returns it canonical (lower-case, hyphenated); `None` if it is not one.
 pub fn canonical_uuid(s: &str) -> Option<String> {
     let hex: String = s.trim().trim_start_matches('{').trim_end_matches('}').chars().filter(|c| *c != '-').collect();
@@ -275,21 +262,21 @@ fn event_row(map: &Map<String, Value>, msg: &Incoming<'_>, whole: bool) -> Resul
         category_uid: required(map, "category_uid")?,
         type_uid: required(map, "type_uid")?,
         activity_id: required(map, "activity_id")?,
-        activity_name: text_of(map, &["activity_name"])?,
+        activity_name: text_or_number(map, &["activity_name"]),
         severity_id: int_of(map, "severity_id")?.filter(|s| *s != 0).unwrap_or(1),
-        severity: text_of(map, &["severity"])?,
-        message: text_of(map, &["message"])?,
+        severity: text_or_number(map, &["severity"]),
+        message: text_or_number(map, &["message"]),
         status_id: int_of(map, "status_id")?,
-        status: text_of(map, &["status"])?,
-        status_code: text_of(map, &["status_code"])?,
-        status_detail: text_of(map, &["status_detail"])?,
+        status: text_or_number(map, &["status"]),
+        status_code: text_or_number(map, &["status_code"]),
+        status_detail: text_or_number(map, &["status_detail"]),
         objects,
-        trace_id: text_of(map, &["trace_id", "traceId"])?,
-        span_id: text_of(map, &["span_id", "spanId"])?,
-        log_name: text_of(map, &["log_name"])?,
-        log_provider: text_of(map, &["log_provider"])?,
-        log_level: text_of(map, &["log_level"])?,
-        log_version: text_of(map, &["log_version"])?,
+        trace_id: text_or_number(map, &["trace_id", "traceId"]),
+        span_id: text_or_number(map, &["span_id", "spanId"]),
+        log_name: text_or_number(map, &["log_name"]),
+        log_provider: text_or_number(map, &["log_provider"]),
+        log_level: text_or_number(map, &["log_level"]),
+        log_version: text_or_number(map, &["log_version"]),
         raw_data,
     })
 }
@@ -308,7 +295,9 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Events::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
+        Events::new("platform")
+            .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
+            .map(|()| rows)
     }
 
     const SAMPLE_02: &str = r#"{"id":"c0b2f5af-7d5d-4c1a-8c5b-7c6a9f4c94b2","time":"2025-01-01T00:00:00Z","class_uid":1008,

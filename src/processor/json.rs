@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;
 
-use super::DecodeError;
+use super::api::DecodeError;
 
 /// Parses a timestamp: RFC 3339 / ISO 8601 text (UTC when no offset), or an epoch number (or numeric string)
 /// whose unit is told by its size: > 1e18 nanoseconds, > 1e15 microseconds, > 1e12 milliseconds, else seconds.
@@ -335,6 +335,55 @@ pub fn pg_numeric_text(literal: &str) -> Option<String> {
         out.push_str(&frac);
     }
     Some(out)
+}
+
+/// A field as text: a string as it is, a number or boolean as JSON writes it; `""` for anything else or none.
+pub fn field_text(map: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
+    use serde_json::Value;
+    match map.get(key) {
+        Some(Value::String(v)) => v.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A field as text: a string as it is, anything else as its JSON; `empty` when absent or null.
+pub fn text_or_json(map: &serde_json::Map<String, serde_json::Value>, key: &str, empty: &str) -> String {
+    use serde_json::Value;
+    match map.get(key) {
+        None | Some(Value::Null) => empty.to_owned(),
+        Some(Value::String(v)) => v.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// A field as a timestamp ([`parse_timestamp_value`]); `None` when absent or not one.
+pub fn time_field(map: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<DateTime<Utc>> {
+    parse_timestamp_value(map.get(key)?)
+}
+
+/// The first of `keys` holding a non-empty string (as it is) or a number (as JSON writes it), NUL-cleaned.
+pub fn text_or_number(map: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Option<String> {
+    use serde_json::Value;
+    keys.iter().find_map(|key| match map.get(*key) {
+        Some(Value::String(s)) if !s.is_empty() => {
+            let mut s = s.clone();
+            clean_text(&mut s);
+            Some(s)
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The first of `keys` holding a string that is not blank, trimmed and NUL-cleaned (numbers do not count).
+pub fn trimmed_text(map: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Option<String> {
+    keys.iter().find_map(|key| {
+        let mut s = map.get(*key)?.as_str().map(str::trim).filter(|s| !s.is_empty())?.to_owned();
+        clean_text(&mut s);
+        Some(s)
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,18 @@
-//! Processors: a closed set, named by `processor = "..."` in streams.toml and dispatched from one `match`
-//! (see [`crate::consumer::run_stream`]). Each one decodes a message into rows and writes a slice of rows inside
-//! the caller's transaction.
+//! Processors: a closed set, named by `processor = "..."` in streams.toml ([`ProcessorKind`]) and mapped to
+//! their types in one place, [`dispatch`]. What each one is lives on its [`Processor`] implementation as constants
+//! (name, tables, batch and retention defaults, ledger); every other part of the daemon asks [`info`] (or
+//! dispatches), never lists the processors itself.
+//!
+//! - [`api`]: the trait and what a decoder sees; [`json`], [`otlp`], [`proto`]: shared decoding helpers;
+//! - one module (a folder when large) per processor: [`telemetry`], [`logs`], [`events`], [`sweep`], [`otel`],
+//!   [`netflow`].
+//!
+//! Adding a processor: its module (implementing [`Processor`]), one [`ProcessorKind`] variant (and its place in
+//! `ProcessorKind::ALL`), one arm in [`dispatch`], and its migration in `migrations/`.
 
-use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-
+pub mod api;
 pub mod events;
 #[cfg(test)]
 mod fuzz_tests;
@@ -16,270 +20,145 @@ pub mod json;
 pub mod logs;
 pub mod netflow;
 pub mod otel;
+pub mod otlp;
 pub mod proto;
 pub mod sweep;
 pub mod telemetry;
 
-/// The processors `streams.toml` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProcessorKind {
-    /// Telemetry JSON → `timeseries_metrics`.
-    Telemetry,
-    /// Log JSON and OTLP logs → `logs`.
-    Logs,
-    /// OCSF event JSON → `ocsf_events`.
-    Events,
-    /// Sweep result JSON → `sweep_results`.
-    Sweep,
-    /// OTLP traces and metrics (protobuf or JSON) → `otel_traces` / `otel_metrics`.
-    Otel,
-    /// flowpb.FlowMessage protobuf (or legacy JSON) → `ocsf_network_activity`.
-    Netflow,
+pub use crate::config::ProcessorKind;
+pub use api::{BatchDefaults, DecodeError, Incoming, Limits, Processor, RowSize, Rows};
+
+/// Something done with one processor type; [`dispatch`] chooses the type.
+pub trait Visit {
+    /// What it gives back.
+    type Output;
+    /// Does it with processor `P`.
+    fn visit<P: Processor>(self) -> Self::Output;
+}
+
+/// The one place that maps a [`ProcessorKind`] to its processor type.
+pub fn dispatch<V: Visit>(kind: ProcessorKind, v: V) -> V::Output {
+    match kind {
+        ProcessorKind::Telemetry => v.visit::<telemetry::Telemetry>(),
+        ProcessorKind::Logs => v.visit::<logs::Logs>(),
+        ProcessorKind::Events => v.visit::<events::Events>(),
+        ProcessorKind::Sweep => v.visit::<sweep::Sweep>(),
+        ProcessorKind::Otel => v.visit::<otel::Otel>(),
+        ProcessorKind::Netflow => v.visit::<netflow::Netflow>(),
+    }
+}
+
+/// What the rest of the daemon knows of a processor: its [`Processor`] constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Info {
+    /// [`Processor::NAME`].
+    pub name: &'static str,
+    /// [`Processor::TABLES`].
+    pub tables: &'static [&'static str],
+    /// [`Processor::BATCH`].
+    pub batch: BatchDefaults,
+    /// [`Processor::RETENTION`].
+    pub retention: &'static [(&'static str, Duration)],
+    /// [`Processor::LEDGER`].
+    pub ledger: bool,
+}
+
+/// The constants of `kind`'s processor.
+pub fn info(kind: ProcessorKind) -> Info {
+    struct Of;
+    impl Visit for Of {
+        type Output = Info;
+        fn visit<P: Processor>(self) -> Info {
+            Info { name: P::NAME, tables: P::TABLES, batch: P::BATCH, retention: P::RETENTION, ledger: P::LEDGER }
+        }
+    }
+    dispatch(kind, Of)
 }
 
 impl ProcessorKind {
-    /// Every kind, for help texts.
-    pub const ALL: &[ProcessorKind] = &[
-        ProcessorKind::Telemetry,
-        ProcessorKind::Logs,
-        ProcessorKind::Events,
-        ProcessorKind::Sweep,
-        ProcessorKind::Otel,
-    ];
-
     /// The name used in streams.toml.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ProcessorKind::Telemetry => "telemetry",
-            ProcessorKind::Logs => "logs",
-            ProcessorKind::Events => "events",
-            ProcessorKind::Sweep => "sweep",
-            ProcessorKind::Otel => "otel",
-            ProcessorKind::Netflow => "netflow",
-        }
+    pub fn name(self) -> &'static str {
+        info(self).name
     }
 
     /// The tables its rows go to.
-    pub const fn tables(self) -> &'static [&'static str] {
-        match self {
-            ProcessorKind::Telemetry => &[telemetry::Telemetry::TABLE],
-            ProcessorKind::Logs => &[logs::Logs::TABLE],
-            ProcessorKind::Events => &[events::Events::TABLE],
-            ProcessorKind::Sweep => &[sweep::Sweep::TABLE],
-            ProcessorKind::Otel => &[otel::Otel::TRACES, otel::Otel::METRICS],
-            ProcessorKind::Netflow => &[netflow::Netflow::TABLE],
-        }
+    pub fn tables(self) -> &'static [&'static str] {
+        info(self).tables
     }
 
     /// Whether its idempotency comes from the ledger (its table has no key of its own).
-    pub const fn uses_ledger(self) -> bool {
-        matches!(self, ProcessorKind::Netflow)
-    }
-
-    /// Batch size and timeout used when a `[[stream]]` sets none.
-    pub const fn batch_defaults(self) -> BatchDefaults {
-        match self {
-            ProcessorKind::Telemetry => telemetry::Telemetry::BATCH_DEFAULTS,
-            ProcessorKind::Logs => logs::Logs::BATCH_DEFAULTS,
-            ProcessorKind::Events => events::Events::BATCH_DEFAULTS,
-            ProcessorKind::Sweep => sweep::Sweep::BATCH_DEFAULTS,
-            ProcessorKind::Otel => otel::Otel::BATCH_DEFAULTS,
-            ProcessorKind::Netflow => netflow::Netflow::BATCH_DEFAULTS,
-        }
+    pub fn uses_ledger(self) -> bool {
+        info(self).ledger
     }
 }
 
-impl fmt::Display for ProcessorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Display for ProcessorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
 }
 
-/// A processor's default batch settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchDefaults {
-    /// Rows per batch.
-    pub size: usize,
-    /// Longest wait after a batch's first message.
-    pub timeout: Duration,
+/// What `streams.toml` takes from the processors: their batch defaults and their tables' retention defaults.
+pub fn defaults() -> crate::config::Defaults {
+    let infos = ProcessorKind::ALL.map(|k| (k, info(k)));
+    let mut retention: Vec<(&'static str, Duration)> =
+        infos.iter().flat_map(|(_, i)| i.retention.iter().copied()).collect();
+    retention.sort_by_key(|(t, _)| *t);
+    retention.dedup_by_key(|(t, _)| *t);
+    crate::config::Defaults { batch: infos.iter().map(|(k, i)| (*k, i.batch)).collect(), retention }
 }
 
-/// What a processor sees of one JetStream message.
-#[derive(Debug, Clone, Copy)]
-pub struct Incoming<'a> {
-    /// The subject it was published on.
-    pub subject: &'a str,
-    /// The payload bytes.
-    pub payload: &'a [u8],
-    /// When JetStream stored it: the same on every redelivery, so a usable default timestamp.
-    pub published: DateTime<Utc>,
-    /// The JetStream stream it was stored in.
-    pub stream: &'a str,
-    /// Its sequence in that stream: with `stream`, an identity that survives redelivery.
-    pub sequence: u64,
-}
-
-/// Why a payload can never become rows. Never retried: the message is dead-lettered (class `decode`, or `limit`
-/// when it is well-formed but over one of the stream's per-message limits).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct DecodeError {
-    /// What is wrong, naming the field or the limit.
-    pub message: String,
-    /// True when the payload is refused for its size (rows, bytes), not its content.
-    pub over_limit: bool,
-}
-
-impl DecodeError {
-    /// A payload that cannot be decoded; the message names the field.
-    pub fn new(message: impl Into<String>) -> Self {
-        DecodeError { message: message.into(), over_limit: false }
-    }
-
-    /// A payload that decodes, but into more than a limit allows; the message names the limit.
-    pub fn limit(message: impl Into<String>) -> Self {
-        DecodeError { message: message.into(), over_limit: true }
-    }
-
-    /// The same error with `prefix` (e.g. `[3]: `) in front of its message.
-    pub fn prefixed(self, prefix: impl fmt::Display) -> Self {
-        DecodeError { message: format!("{prefix}{}", self.message), ..self }
-    }
-}
-
-/// How much one message may expand into: a payload of a few kilobytes must not become gigabytes of rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most rows one message may produce.
-    pub max_rows: usize,
-    /// Most row bytes (as sent to PostgreSQL, see [`RowSize`]) one message may produce.
-    pub max_bytes: usize,
-}
-
-impl Limits {
-    /// The default cap on rows per message.
-    pub const DEFAULT_MAX_ROWS: usize = 100_000;
-    /// The default cap on row bytes per payload byte.
-    pub const DEFAULT_EXPANSION: usize = 32;
-    /// Row bytes every message may produce whatever its size (a 100-byte payload may still become a 4 KiB row).
-    pub const BYTES_FLOOR: usize = 4 << 20;
-
-    /// The limits of a message of `payload_len` bytes under a stream's settings.
-    pub fn for_payload(payload_len: usize, max_rows: usize, expansion: usize) -> Limits {
-        Limits { max_rows, max_bytes: payload_len.saturating_mul(expansion).max(Self::BYTES_FLOOR) }
-    }
-
-    /// No limit: tests, and callers that keep no rows.
-    pub const NONE: Limits = Limits { max_rows: usize::MAX, max_bytes: usize::MAX };
-}
-
-/// The size of a row as it will be sent to PostgreSQL: the bytes of its text, plus 8 per other column. A value
-/// shared by many rows (`Arc<str>`) is counted in every row, because every row carries it to the database.
-pub trait RowSize {
-    /// Approximate bytes.
-    fn size(&self) -> usize;
-}
-
-/// Where a decoder appends one message's rows, within the message's [`Limits`]. Pushing past a limit is an
-/// error naming it, so a hostile payload stops expanding at the limit rather than after.
-pub struct Rows<'a, R> {
-    rows: &'a mut Vec<R>,
-    start: usize,
-    bytes: usize,
-    limits: Limits,
-}
-
-impl<'a, R: RowSize> Rows<'a, R> {
-    /// This message's rows go after what `rows` holds already (the open batch).
-    pub fn new(rows: &'a mut Vec<R>, limits: Limits) -> Self {
-        let start = rows.len();
-        Rows { rows, start, bytes: 0, limits }
-    }
-
-    /// Appends one row, or refuses it when the message would exceed a limit.
-    pub fn push(&mut self, row: R) -> Result<(), DecodeError> {
-        let n = self.rows.len() - self.start;
-        if n >= self.limits.max_rows {
-            return Err(DecodeError::limit(format!(
-                "more than {} rows in one message (max_rows_per_message)",
-                self.limits.max_rows
-            )));
-        }
-        self.bytes = self.bytes.saturating_add(row.size());
-        if self.bytes > self.limits.max_bytes {
-            return Err(DecodeError::limit(format!(
-                "its rows would exceed {} bytes (max_expansion × payload size)",
-                self.limits.max_bytes
-            )));
-        }
-        self.rows.push(row);
-        Ok(())
-    }
-
-    /// Room for `n` more rows (bounded by the row limit, so a lying count reserves nothing huge).
-    pub fn reserve(&mut self, n: usize) {
-        self.rows.reserve(n.min(self.limits.max_rows).min(65_536));
-    }
-
-    /// This message's rows so far.
-    pub fn added(&self) -> &[R] {
-        &self.rows[self.start..]
-    }
-
-    /// Row bytes of this message so far.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Forgets this message's rows (its decoding failed).
-    pub fn discard(self) {
-        self.rows.truncate(self.start);
-    }
-}
-
-/// Bytes of a text column.
-pub fn text_size(s: &str) -> usize {
-    s.len()
-}
-
-/// One processor: decode messages into rows, write a slice of rows.
-pub trait Processor: Send + Sync + 'static {
-    /// One table row (or a row for one of the processor's tables).
-    type Row: RowSize + Send + Sync + 'static;
-
-    /// Which of the kind's [`ProcessorKind::tables`] a row goes to (for metrics).
-    fn table_of(_row: &Self::Row) -> usize {
-        0
-    }
-
-    /// Appends the message's rows to `rows`. On error, whatever it appended is discarded by the caller.
-    fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, Self::Row>) -> Result<(), DecodeError>;
-
-    /// Writes `rows` inside `tx`, idempotently: rows already present (a redelivery) are skipped, not doubled.
-    /// Returns the number of rows inserted.
-    fn write<'a>(
-        &'a self,
-        tx: &'a deadpool_postgres::Transaction<'a>,
-        rows: &'a [Self::Row],
-    ) -> impl Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a;
-}
-
-/// Runs `kind`'s decoder on a payload without keeping the rows (the HTTP ingest front's `validate`).
+/// Runs `kind`'s decoder on a payload without keeping the rows (the HTTP ingest front's `validate`), within the
+/// default per-message limits.
 pub fn validate(kind: ProcessorKind, subject: &str, payload: &[u8], stream: &str) -> Result<(), DecodeError> {
-    fn check<P: Processor>(p: P, msg: &Incoming<'_>) -> Result<(), DecodeError> {
-        let mut rows = Vec::new();
-        let limits = Limits::for_payload(msg.payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
-        p.decode(msg, &mut Rows::new(&mut rows, limits))
+    struct Check<'a>(&'a Incoming<'a>);
+    impl Visit for Check<'_> {
+        type Output = Result<(), DecodeError>;
+        fn visit<P: Processor>(self) -> Self::Output {
+            let mut rows = Vec::new();
+            let limits = Limits::for_payload(self.0.payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
+            // The schema only names tables in SQL, which decoding never touches.
+            P::new("platform").decode(self.0, &mut Rows::new(&mut rows, limits))
+        }
     }
     let msg = Incoming { subject, payload, published: chrono::Utc::now(), stream, sequence: 1 };
-    // The schema only names tables in SQL, which decoding never touches.
-    match kind {
-        ProcessorKind::Telemetry => check(telemetry::Telemetry::new("platform"), &msg),
-        ProcessorKind::Logs => check(logs::Logs::new("platform"), &msg),
-        ProcessorKind::Events => check(events::Events::new("platform"), &msg),
-        ProcessorKind::Sweep => check(sweep::Sweep::new("platform"), &msg),
-        ProcessorKind::Otel => check(otel::Otel::new("platform"), &msg),
-        ProcessorKind::Netflow => check(netflow::Netflow::new("platform"), &msg),
+    dispatch(kind, Check(&msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed_once_and_named_as_streams_toml_names_it() {
+        // Exhaustive: a new variant fails to compile here until it is given a place in ALL.
+        let position = |k: ProcessorKind| match k {
+            ProcessorKind::Telemetry
+            | ProcessorKind::Logs
+            | ProcessorKind::Events
+            | ProcessorKind::Sweep
+            | ProcessorKind::Otel
+            | ProcessorKind::Netflow => ProcessorKind::ALL.iter().position(|x| *x == k),
+        };
+        for k in ProcessorKind::ALL {
+            assert!(position(k).is_some());
+            let parsed: ProcessorKind = serde_json::from_value(serde_json::json!(k.name())).unwrap();
+            assert_eq!(parsed, k, "{} names another kind", k.name());
+        }
+        let mut names: Vec<&str> = ProcessorKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ProcessorKind::ALL.len());
+    }
+
+    #[test]
+    fn defaults_cover_every_processor_and_table() {
+        let d = defaults();
+        for k in ProcessorKind::ALL {
+            assert_eq!(d.batch_of(k), info(k).batch);
+            for t in k.tables() {
+                assert!(d.retention.iter().any(|(table, _)| table == t), "{t} has no retention default");
+            }
+        }
     }
 }

@@ -24,9 +24,9 @@ pub mod common {
             #[prost(double, tag = "4")]
             DoubleValue(f64),
             #[prost(message, tag = "5")]
-            ArrayValue(super::ArrayValue),
+            ArrayValue(crate::processor::proto::common::ArrayValue),
             #[prost(message, tag = "6")]
-            KvlistValue(super::KeyValueList),
+            KvlistValue(crate::processor::proto::common::KeyValueList),
             #[prost(bytes = "vec", tag = "7")]
             BytesValue(Vec<u8>),
         }
@@ -71,7 +71,7 @@ pub mod common {
 
 /// `opentelemetry.proto.logs.v1` and the collector's export request.
 pub mod logs {
-    use super::common::{AnyValue, InstrumentationScope, KeyValue, Resource};
+    use crate::processor::proto::common::{AnyValue, InstrumentationScope, KeyValue, Resource};
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ExportLogsServiceRequest {
@@ -122,7 +122,7 @@ pub mod logs {
 
 /// `opentelemetry.proto.trace.v1` and the collector's export request.
 pub mod trace {
-    use super::common::{InstrumentationScope, KeyValue, Resource};
+    use crate::processor::proto::common::{InstrumentationScope, KeyValue, Resource};
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ExportTraceServiceRequest {
@@ -177,7 +177,7 @@ pub mod trace {
     }
 
     pub mod span {
-        use super::KeyValue;
+        use crate::processor::proto::common::KeyValue;
 
         #[derive(Clone, PartialEq, prost::Message)]
         pub struct Event {
@@ -213,7 +213,7 @@ pub mod trace {
 
 /// `opentelemetry.proto.metrics.v1` and the collector's export request.
 pub mod metrics {
-    use super::common::{InstrumentationScope, KeyValue, Resource};
+    use crate::processor::proto::common::{InstrumentationScope, KeyValue, Resource};
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct ExportMetricsServiceRequest {
@@ -253,15 +253,15 @@ pub mod metrics {
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Data {
             #[prost(message, tag = "5")]
-            Gauge(super::Gauge),
+            Gauge(crate::processor::proto::metrics::Gauge),
             #[prost(message, tag = "7")]
-            Sum(super::Sum),
+            Sum(crate::processor::proto::metrics::Sum),
             #[prost(message, tag = "9")]
-            Histogram(super::Histogram),
+            Histogram(crate::processor::proto::metrics::Histogram),
             #[prost(message, tag = "10")]
-            ExponentialHistogram(super::ExponentialHistogram),
+            ExponentialHistogram(crate::processor::proto::metrics::ExponentialHistogram),
             #[prost(message, tag = "11")]
-            Summary(super::Summary),
+            Summary(crate::processor::proto::metrics::Summary),
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::json::{clean_jsonb, clean_text, each_object, parse_timestamp};
-use super::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::json::{clean_jsonb, each_object, parse_timestamp, trimmed_text};
 use crate::sql::qualified;
 
 /// One row of `sweep_results`.
@@ -72,15 +72,21 @@ pub struct Sweep {
     insert_sql: String,
 }
 
-impl Sweep {
-    /// 1,000 rows (sized by the benchmark, as telemetry), flushed after 2 s as the design this replaces.
-    pub const BATCH_DEFAULTS: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(2) };
-    /// The table written.
-    pub const TABLE: &str = "sweep_results";
+/// The table written.
+pub const TABLE: &str = "sweep_results";
 
-    /// A processor writing to `schema`.
-    pub fn new(schema: &str) -> Self {
-        let table = qualified(schema, Self::TABLE);
+impl Processor for Sweep {
+    const NAME: &'static str = "sweep";
+    const TABLES: &'static [&'static str] = &[TABLE];
+    /// 1,000 rows (sized by the benchmark, as telemetry), flushed after 2 s as the design this replaces.
+    const BATCH: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(2) };
+    /// 30 days, as ServiceRadar keeps its sweep results.
+    const RETENTION: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(30 * 86_400))];
+
+    type Row = SweepRow;
+
+    fn new(schema: &str) -> Self {
+        let table = qualified(schema, TABLE);
         // Port lists go as JSON text: unnest would flatten an int[][] parameter.
         let insert_sql = format!(
             "INSERT INTO {table} (time, host_ip, gateway_id, agent_id, partition, network_cidr, hostname, mac, \
@@ -97,10 +103,6 @@ impl Sweep {
         );
         Sweep { insert_sql }
     }
-}
-
-impl Processor for Sweep {
-    type Row = SweepRow;
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, SweepRow>) -> Result<(), DecodeError> {
         each_object(msg.payload, "sweep result", |_, map, _| rows.push(sweep_row(map, msg)?))
@@ -145,18 +147,6 @@ impl Processor for Sweep {
     }
 }
 
-/// The first non-empty string under `keys` (snake_case first, then camelCase).
-fn text_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Option<String>, DecodeError> {
-    for key in keys {
-        if let Some(s) = map.get(*key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()) {
-            let mut s = s.to_owned();
-            clean_text(&mut s);
-            return Ok(Some(s));
-        }
-    }
-    Ok(None)
-}
-
 fn ports_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Vec<i32>, DecodeError> {
     let Some((key, value)) = keys.iter().find_map(|k| map.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v))) else {
         return Ok(Vec::new());
@@ -171,7 +161,7 @@ fn ports_of(map: &Map<String, Value>, keys: &[&str]) -> Result<Vec<i32>, DecodeE
 }
 
 fn sweep_row(map: &Map<String, Value>, msg: &Incoming<'_>) -> Result<SweepRow, DecodeError> {
-    let host_ip = text_of(map, &["host_ip", "hostIp", "ip"])?
+    let host_ip = trimmed_text(map, &["host_ip", "hostIp", "ip"])
         .ok_or_else(|| DecodeError::new("host_ip: required and missing (also looked for hostIp, ip)"))?;
     let time = match map.get("last_sweep_time").or_else(|| map.get("lastSweepTime")) {
         Some(v) => {
@@ -197,19 +187,19 @@ fn sweep_row(map: &Map<String, Value>, msg: &Incoming<'_>) -> Result<SweepRow, D
     Ok(SweepRow {
         time,
         host_ip,
-        gateway_id: text_of(map, &["gateway_id", "gatewayId"])?,
-        agent_id: text_of(map, &["agent_id", "agentId"])?.unwrap_or_default(),
-        partition: text_of(map, &["partition"])?,
-        network_cidr: text_of(map, &["network_cidr", "networkCidr"])?,
-        hostname: text_of(map, &["hostname"])?,
-        mac: text_of(map, &["mac"])?,
+        gateway_id: trimmed_text(map, &["gateway_id", "gatewayId"]),
+        agent_id: trimmed_text(map, &["agent_id", "agentId"]).unwrap_or_default(),
+        partition: trimmed_text(map, &["partition"]),
+        network_cidr: trimmed_text(map, &["network_cidr", "networkCidr"]),
+        hostname: trimmed_text(map, &["hostname"]),
+        mac: trimmed_text(map, &["mac"]),
         icmp_available,
         icmp_response_time_ns,
         tcp_ports_scanned: ports_of(map, &["tcp_ports_scanned", "tcpPortsScanned"])?,
         tcp_ports_open: ports_of(map, &["tcp_ports_open", "tcpPortsOpen"])?,
-        execution_id: text_of(map, &["execution_id", "executionId"])?.unwrap_or_default(),
-        sweep_group_id: text_of(map, &["sweep_group_id", "sweepGroupId"])?,
-        config_hash: text_of(map, &["config_hash", "configHash"])?,
+        execution_id: trimmed_text(map, &["execution_id", "executionId"]).unwrap_or_default(),
+        sweep_group_id: trimmed_text(map, &["sweep_group_id", "sweepGroupId"]),
+        config_hash: trimmed_text(map, &["config_hash", "configHash"]),
         raw,
     })
 }
@@ -228,7 +218,9 @@ mod tests {
             sequence: 1,
         };
         let mut rows = Vec::new();
-        Sweep::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::Limits::NONE)).map(|()| rows)
+        Sweep::new("platform")
+            .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
+            .map(|()| rows)
     }
 
     /// Reference §8.4.

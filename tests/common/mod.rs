@@ -274,7 +274,8 @@ pub fn config_text(nats_url: &str, db_url: &str, streams: &[TestStream]) -> Stri
 }
 
 pub fn config(nats_url: &str, db_url: &str, streams: &[TestStream]) -> Config {
-    Config::parse(Path::new("test.toml"), &config_text(nats_url, db_url, streams)).expect("test config is valid")
+    db_event_writer::parse_config(Path::new("test.toml"), &config_text(nats_url, db_url, streams))
+        .expect("test config is valid")
 }
 
 /// Applies the migrations to the test database.

@@ -1,0 +1,625 @@
+//! Validation: the raw shape ([`super::raw`]) into the types of [`super`], which cannot be invalid. Every error
+//! names the file, the line and the key (`streams.toml:14: stream[1].batch_size: ...`), so a typo is never a
+//! silent default. Defaults that belong to a processor come from the table the processors supply
+//! ([`super::Defaults`]).
+//!
+//! Uses the config types only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::*;
+use super::secret::Secret;
+use super::types::*;
+
+/// Parses and validates `text` (read from `path`, named in errors) with the processors' `defaults`.
+pub(super) fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Config, ConfigError> {
+    let at = Locator { file: path, text };
+    let de = toml::Deserializer::parse(text).map_err(|e| at.toml_error(&e, String::new()))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        // Spanned<T> shows up in the path as a private field; the operator's key is the rest.
+        let key = e
+            .path()
+            .to_string()
+            .replace(".$__serde_spanned_private_value", "")
+            .replace("$__serde_spanned_private_value", "");
+        let key = key.trim_matches('.').to_owned();
+        at.toml_error(e.inner(), key)
+    })?;
+    validate(raw, &at, defaults)
+}
+
+/// Turns byte spans into `file:line: key: message` errors.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: self.line_of(span.start),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error, key: String) -> ConfigError {
+        let message = e.message().trim().to_owned();
+        // serde names an unknown key only in its message; lift it into the key path.
+        let key = match unknown_field(&message) {
+            Some(field) if key.is_empty() => field.to_owned(),
+            Some(field) if !key.ends_with(field) => format!("{key}.{field}"),
+            _ if key.is_empty() => "(file)".to_owned(),
+            _ => key,
+        };
+        self.err(e.span().unwrap_or(0..0), key, message)
+    }
+}
+
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn validate(raw: RawConfig, at: &Locator<'_>, defaults: &Defaults) -> Result<Config, ConfigError> {
+    let shutdown_timeout = opt_duration(at, raw.daemon.shutdown_timeout.as_ref(), "daemon.shutdown_timeout")?
+        .unwrap_or(DaemonConfig::DEFAULT_SHUTDOWN_TIMEOUT);
+    let otel = match raw.otel {
+        Some(o) => Some(otel_config(o.into_inner(), at)?),
+        None => None,
+    };
+    let ingest = match raw.ingest {
+        Some(i) => Some(ingest_config(i.into_inner(), at)?),
+        None => None,
+    };
+    Ok(Config {
+        source: at.file.to_owned(),
+        nats: nats_config(raw.nats.into_inner(), at)?,
+        database: database_config(raw.database.into_inner(), at, defaults)?,
+        daemon: DaemonConfig { shutdown_timeout },
+        dlq: dlq_config(&raw.dlq, at)?,
+        breaker: breaker_config(&raw.breaker, at)?,
+        http: http_config(&raw.http, at)?,
+        log: log_config(&raw.log, at)?,
+        otel,
+        ingest,
+        streams: streams_config(raw.stream, at, defaults)?,
+    })
+}
+
+fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Result<DatabaseConfig, ConfigError> {
+    if db.url.get_ref().trim().is_empty() {
+        return Err(at.err(db.url.span(), "database.url", "must not be empty"));
+    }
+    let schema = match db.schema {
+        Some(s) => {
+            check_identifier(s.get_ref()).map_err(|m| at.err(s.span(), "database.schema", m))?;
+            s.into_inner()
+        }
+        None => DatabaseConfig::DEFAULT_SCHEMA.to_owned(),
+    };
+    let pool_size = match db.pool_size {
+        Some(p) => positive(&p, 1, 1024).map_err(|m| at.err(p.span(), "database.pool_size", m))? as usize,
+        None => DatabaseConfig::DEFAULT_POOL_SIZE,
+    };
+    let connect_timeout = opt_duration(at, db.connect_timeout.as_ref(), "database.connect_timeout")?
+        .unwrap_or(DatabaseConfig::DEFAULT_CONNECT_TIMEOUT);
+    let mut retention: BTreeMap<String, Duration> =
+        defaults.retention.iter().map(|(t, d)| ((*t).to_owned(), *d)).collect();
+    for (table, value) in &db.retention {
+        let key = format!("database.retention.{table}");
+        if !retention.contains_key(table) {
+            let known: Vec<&str> = defaults.retention.iter().map(|(t, _)| *t).collect();
+            return Err(at.err(value.span(), key, format!("unknown table; known: {}", known.join(", "))));
+        }
+        retention.insert(table.clone(), duration(at, value, &key)?);
+    }
+    let password_check = opt_duration(at, db.password_check.as_ref(), "database.password_check")?
+        .unwrap_or(DatabaseConfig::DEFAULT_PASSWORD_CHECK);
+    let ledger_retention = opt_duration(at, db.ledger_retention.as_ref(), "database.ledger_retention")?
+        .unwrap_or(DatabaseConfig::DEFAULT_LEDGER_RETENTION);
+    let statement_timeout = opt_duration(at, db.statement_timeout.as_ref(), "database.statement_timeout")?
+        .unwrap_or(DatabaseConfig::DEFAULT_STATEMENT_TIMEOUT);
+    let stall_warning = opt_duration(at, db.stall_warning.as_ref(), "database.stall_warning")?
+        .unwrap_or(DatabaseConfig::DEFAULT_STALL_WARNING);
+    Ok(DatabaseConfig {
+        url: db.url.into_inner(),
+        schema,
+        pool_size,
+        connect_timeout,
+        retention,
+        ledger_retention,
+        password_file: db.password_file.map(|p| PathBuf::from(p.into_inner())),
+        password_check,
+        tls: database_tls(db.tls, at)?,
+        statement_timeout,
+        stall_warning,
+    })
+}
+
+fn dlq_config(d: &RawDlq, at: &Locator<'_>) -> Result<DlqConfig, ConfigError> {
+    let subject_prefix = match &d.subject_prefix {
+        Some(p) => {
+            check_subject(p.get_ref())
+                .and_then(|()| {
+                    if p.get_ref().contains(['*', '>']) { Err("must not contain wildcards".into()) } else { Ok(()) }
+                })
+                .map_err(|m| at.err(p.span(), "dlq.subject_prefix", m))?;
+            p.get_ref().clone()
+        }
+        None => DlqConfig::DEFAULT_SUBJECT_PREFIX.to_owned(),
+    };
+    let stream = match &d.stream {
+        Some(s) => {
+            check_name(s.get_ref()).map_err(|m| at.err(s.span(), "dlq.stream", m))?;
+            s.get_ref().clone()
+        }
+        None => DlqConfig::DEFAULT_STREAM.to_owned(),
+    };
+    let max_age = opt_duration(at, d.max_age.as_ref(), "dlq.max_age")?.unwrap_or(DlqConfig::DEFAULT_MAX_AGE);
+    let max_bytes = match &d.max_bytes {
+        Some(b) => positive(b, 1024, i64::MAX).map_err(|m| at.err(b.span(), "dlq.max_bytes", m))?,
+        None => DlqConfig::DEFAULT_MAX_BYTES,
+    };
+    Ok(DlqConfig { subject_prefix, stream, max_age, max_bytes })
+}
+
+fn breaker_config(b: &RawBreaker, at: &Locator<'_>) -> Result<BreakerConfig, ConfigError> {
+    Ok(BreakerConfig {
+        failures: match &b.failures {
+            Some(f) => positive(f, 1, 1000).map_err(|m| at.err(f.span(), "breaker.failures", m))? as u32,
+            None => BreakerConfig::DEFAULT_FAILURES,
+        },
+        cooldown: opt_duration(at, b.cooldown.as_ref(), "breaker.cooldown")?.unwrap_or(BreakerConfig::DEFAULT_COOLDOWN),
+    })
+}
+
+fn http_config(h: &RawHttp, at: &Locator<'_>) -> Result<HttpConfig, ConfigError> {
+    Ok(HttpConfig {
+        listen: match &h.listen {
+            Some(l) => Some(l.get_ref().parse().map_err(|_| {
+                at.err(l.span(), "http.listen", format!("{:?} is not host:port, e.g. \"127.0.0.1:9464\"", l.get_ref()))
+            })?),
+            None => None,
+        },
+        refresh: opt_duration(at, h.refresh.as_ref(), "http.refresh")?.unwrap_or(HttpConfig::DEFAULT_REFRESH),
+    })
+}
+
+fn log_config(l: &RawLog, at: &Locator<'_>) -> Result<LogConfig, ConfigError> {
+    Ok(LogConfig {
+        format: match l.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "text")) => LogFormat::Text,
+            Some((_, "json")) => LogFormat::Json,
+            Some((f, other)) => {
+                return Err(at.err(f.span(), "log.format", format!("{other:?}: expected \"text\" or \"json\"")));
+            }
+        },
+        level: match &l.level {
+            Some(l) => {
+                tracing_subscriber::EnvFilter::try_new(l.get_ref())
+                    .map_err(|e| at.err(l.span(), "log.level", format!("not a log filter: {e}")))?;
+                l.get_ref().clone()
+            }
+            None => LogConfig::DEFAULT_LEVEL.to_owned(),
+        },
+    })
+}
+
+fn ingest_config(i: RawIngest, at: &Locator<'_>) -> Result<IngestConfig, ConfigError> {
+    Ok(IngestConfig {
+        listen: i.listen.get_ref().parse().map_err(|_| {
+            at.err(
+                i.listen.span(),
+                "ingest.listen",
+                format!("{:?} is not host:port, e.g. \"127.0.0.1:8080\"", i.listen.get_ref()),
+            )
+        })?,
+        max_body: match &i.max_body {
+            Some(m) => positive(m, 1, 64 * 1024 * 1024).map_err(|e| at.err(m.span(), "ingest.max_body", e))? as usize,
+            None => IngestConfig::DEFAULT_MAX_BODY,
+        },
+        max_lag: match &i.max_lag {
+            Some(m) => positive(m, 0, i64::MAX).map_err(|e| at.err(m.span(), "ingest.max_lag", e))? as u64,
+            None => 0,
+        },
+        status_ttl: opt_duration(at, i.status_ttl.as_ref(), "ingest.status_ttl")?
+            .unwrap_or(IngestConfig::DEFAULT_STATUS_TTL),
+        tokens_file: i.tokens_file.map(|f| PathBuf::from(f.into_inner())),
+        tls: i.tls.map(|t| {
+            let t = t.into_inner();
+            ServerTls {
+                cert_file: t.cert_file.into_inner().into(),
+                key_file: t.key_file.into_inner().into(),
+                client_ca_file: t.client_ca_file.map(|c| c.into_inner().into()),
+            }
+        }),
+    })
+}
+
+fn streams_config(
+    raw: Vec<Spanned<RawStream>>,
+    at: &Locator<'_>,
+    defaults: &Defaults,
+) -> Result<Vec<StreamConfig>, ConfigError> {
+    if raw.is_empty() {
+        return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
+    }
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut consumers: HashMap<(String, String), usize> = HashMap::new();
+    let mut streams = Vec::with_capacity(raw.len());
+    for (i, s) in raw.into_iter().enumerate() {
+        let s = s.into_inner();
+        let k = |field: &str| format!("stream[{i}].{field}");
+        check_name(s.name.get_ref()).map_err(|m| at.err(s.name.span(), k("name"), m))?;
+        if let Some(first) = names.insert(s.name.get_ref().clone(), i) {
+            return Err(at.err(
+                s.name.span(),
+                k("name"),
+                format!("duplicate stream name {:?} (also stream[{first}])", s.name.get_ref()),
+            ));
+        }
+        check_name(s.jetstream.get_ref()).map_err(|m| at.err(s.jetstream.span(), k("jetstream"), m))?;
+        check_name(s.consumer.get_ref()).map_err(|m| at.err(s.consumer.span(), k("consumer"), m))?;
+        let pair = (s.jetstream.get_ref().clone(), s.consumer.get_ref().clone());
+        if let Some(first) = consumers.insert(pair, i) {
+            return Err(at.err(
+                s.consumer.span(),
+                k("consumer"),
+                format!(
+                    "duplicate consumer {:?} on JetStream stream {:?} (also stream[{first}]); two pipelines would share one cursor",
+                    s.consumer.get_ref(),
+                    s.jetstream.get_ref()
+                ),
+            ));
+        }
+        streams.push(stream_config(i, s, at, defaults)?);
+    }
+    Ok(streams)
+}
+
+/// One `[[stream]]` (its name and consumer already checked for duplicates).
+fn stream_config(i: usize, s: RawStream, at: &Locator<'_>, defaults: &Defaults) -> Result<StreamConfig, ConfigError> {
+    let k = |field: &str| format!("stream[{i}].{field}");
+    if s.subjects.get_ref().is_empty() {
+        return Err(at.err(s.subjects.span(), k("subjects"), "must list at least one subject"));
+    }
+    let mut subjects = Vec::new();
+    for subject in s.subjects.get_ref() {
+        check_subject(subject.get_ref()).map_err(|m| at.err(subject.span(), k("subjects"), m))?;
+        if subjects.contains(subject.get_ref()) {
+            return Err(at.err(subject.span(), k("subjects"), format!("subject {:?} listed twice", subject.get_ref())));
+        }
+        subjects.push(subject.get_ref().clone());
+    }
+    let processor = *s.processor.get_ref();
+    let batch = defaults.batch_of(processor);
+    let batch_size = match &s.batch_size {
+        Some(b) => positive(b, 1, 100_000).map_err(|m| at.err(b.span(), k("batch_size"), m))? as usize,
+        None => batch.size,
+    };
+    let batch_timeout = opt_duration(at, s.batch_timeout.as_ref(), &k("batch_timeout"))?.unwrap_or(batch.timeout);
+    let ack_wait = opt_duration(at, s.ack_wait.as_ref(), &k("ack_wait"))?.unwrap_or(StreamConfig::DEFAULT_ACK_WAIT);
+    let batches_in_flight = match &s.batches_in_flight {
+        Some(b) => positive(b, 1, 16).map_err(|m| at.err(b.span(), k("batches_in_flight"), m))? as usize,
+        None => StreamConfig::DEFAULT_BATCHES_IN_FLIGHT,
+    };
+    let writers = match &s.writers {
+        Some(w) => positive(w, 1, 16).map_err(|m| at.err(w.span(), k("writers"), m))? as usize,
+        None => StreamConfig::DEFAULT_WRITERS,
+    };
+    // Open batch + queued batches + the ones being written must fit, or the pipeline starves.
+    let needed = (batch_size * (batches_in_flight + writers + 1)) as i64;
+    let max_ack_pending = match &s.max_ack_pending {
+        Some(m) => {
+            let v = positive(m, 1, i64::from(i32::MAX)).map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
+            if v < batch_size as i64 {
+                return Err(at.err(
+                    m.span(),
+                    k("max_ack_pending"),
+                    format!("{v} is below batch_size {batch_size}: a batch could never fill"),
+                ));
+            }
+            v
+        }
+        None => needed.max(StreamConfig::MIN_DEFAULT_MAX_ACK_PENDING),
+    };
+    let max_deliver = match &s.max_deliver {
+        Some(m) if *m.get_ref() == -1 || *m.get_ref() >= 1 => *m.get_ref(),
+        Some(m) => {
+            return Err(at.err(m.span(), k("max_deliver"), "must be -1 (unlimited) or at least 1"));
+        }
+        None => StreamConfig::DEFAULT_MAX_DELIVER,
+    };
+    let nak_delay = opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
+    let nak_delay_max =
+        opt_duration(at, s.nak_delay_max.as_ref(), &k("nak_delay_max"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY_MAX);
+    let max_rows_per_message = match &s.max_rows_per_message {
+        Some(m) => positive(m, 1, 100_000_000).map_err(|e| at.err(m.span(), k("max_rows_per_message"), e))? as usize,
+        None => StreamConfig::DEFAULT_MAX_ROWS_PER_MESSAGE,
+    };
+    let max_expansion = match &s.max_expansion {
+        Some(m) => positive(m, 1, 1_000_000).map_err(|e| at.err(m.span(), k("max_expansion"), e))? as usize,
+        None => StreamConfig::DEFAULT_MAX_EXPANSION,
+    };
+    let max_bytes_in_flight = match &s.max_bytes_in_flight {
+        Some(m) => positive(m, 1 << 20, 1 << 40).map_err(|e| at.err(m.span(), k("max_bytes_in_flight"), e))? as usize,
+        None => StreamConfig::DEFAULT_MAX_BYTES_IN_FLIGHT,
+    };
+    if nak_delay_max < nak_delay {
+        let span = s.nak_delay_max.as_ref().map(|d| d.span()).unwrap_or(0..0);
+        return Err(at.err(span, k("nak_delay_max"), "must not be below nak_delay"));
+    }
+    Ok(StreamConfig {
+        name: s.name.into_inner(),
+        jetstream: s.jetstream.into_inner(),
+        consumer: s.consumer.into_inner(),
+        subjects,
+        processor,
+        batch_size,
+        batch_timeout,
+        ack_wait,
+        max_ack_pending,
+        max_deliver,
+        nak_delay,
+        nak_delay_max,
+        batches_in_flight,
+        writers,
+        validate: s.validate.as_ref().is_some_and(|v| *v.get_ref()),
+        max_rows_per_message,
+        max_expansion,
+        max_bytes_in_flight,
+    })
+}
+
+fn otel_config(o: RawOtel, at: &Locator<'_>) -> Result<OtelConfig, ConfigError> {
+    let protocol = match o.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+        None | Some((_, "http/protobuf")) => OtelProtocol::HttpProtobuf,
+        Some((_, "grpc")) => OtelProtocol::Grpc,
+        Some((p, other)) => {
+            return Err(at.err(
+                p.span(),
+                "otel.protocol",
+                format!("{other:?}: expected \"http/protobuf\" or \"grpc\""),
+            ));
+        }
+    };
+    let bad = |why: &str| at.err(o.endpoint.span(), "otel.endpoint", format!("{:?}: {why}", o.endpoint.get_ref()));
+    let uri: http::Uri = o.endpoint.get_ref().trim().parse().map_err(|_| bad("not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https")) => s.to_owned(),
+        _ => return Err(bad("must start with http:// or https://")),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("has no host"))?;
+    let port = uri.port_u16().unwrap_or(match protocol {
+        OtelProtocol::HttpProtobuf => 4318,
+        OtelProtocol::Grpc => 4317,
+    });
+    let path = match (protocol, uri.path()) {
+        (OtelProtocol::Grpc, "" | "/") => "/opentelemetry.proto.collector.trace.v1.TraceService/Export".to_owned(),
+        (OtelProtocol::Grpc, _) => return Err(bad("a gRPC endpoint has no path")),
+        (OtelProtocol::HttpProtobuf, "" | "/") => "/v1/traces".to_owned(),
+        (OtelProtocol::HttpProtobuf, p) => p.to_owned(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    let endpoint: http::Uri = format!("{scheme}://{host}:{port}{path}").parse().map_err(|_| bad("not a URL"))?;
+    let mut headers = Vec::with_capacity(o.headers.len());
+    for (name, value) in &o.headers {
+        let key = format!("otel.headers.{name}");
+        let name = http::HeaderName::try_from(name.as_str())
+            .map_err(|_| at.err(value.span(), key.clone(), "not an HTTP header name"))?;
+        let mut value = http::HeaderValue::try_from(value.get_ref().as_str())
+            .map_err(|_| at.err(value.span(), key, "not a valid HTTP header value"))?;
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    let tls = match o.tls {
+        Some(t) => {
+            let t = t.into_inner();
+            tls_files(at, "otel.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?
+        }
+        None => TlsFiles::default(),
+    };
+    Ok(OtelConfig {
+        endpoint,
+        protocol,
+        service_name: match &o.service_name {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return Err(at.err(n.span(), "otel.service_name", "must not be empty"));
+            }
+            Some(n) => n.get_ref().clone(),
+            None => OtelConfig::DEFAULT_SERVICE_NAME.to_owned(),
+        },
+        headers,
+        timeout: opt_duration(at, o.timeout.as_ref(), "otel.timeout")?.unwrap_or(OtelConfig::DEFAULT_TIMEOUT),
+        export_interval: opt_duration(at, o.export_interval.as_ref(), "otel.export_interval")?
+            .unwrap_or(OtelConfig::DEFAULT_EXPORT_INTERVAL),
+        tls,
+    })
+}
+
+fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> {
+    if n.url.get_ref().trim().is_empty() {
+        return Err(at.err(n.url.span(), "nats.url", "must not be empty"));
+    }
+    let path = |v: &Spanned<String>| PathBuf::from(v.get_ref());
+    let secret = |value: &Option<Spanned<String>>, file: &Option<Spanned<String>>, key: &str| match (value, file) {
+        (Some(_), Some(f)) => {
+            Err(at.err(f.span(), format!("nats.{key}_file"), format!("set {key} or {key}_file, not both")))
+        }
+        (Some(v), None) => Ok(Some(Secret::Value(v.get_ref().clone()))),
+        (None, Some(f)) => Ok(Some(Secret::File(path(f)))),
+        (None, None) => Ok(None),
+    };
+    let password = secret(&n.password, &n.password_file, "password")?;
+    let token = secret(&n.token, &n.token_file, "token")?;
+    let mut methods: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    if let Some(c) = &n.creds_file {
+        methods.push(("creds_file", c.span()));
+    }
+    if let Some(c) = &n.nkey_seed_file {
+        methods.push(("nkey_seed_file", c.span()));
+    }
+    if let Some(c) = &n.user {
+        methods.push(("user", c.span()));
+    }
+    if let Some(c) = n.token.as_ref().or(n.token_file.as_ref()) {
+        methods.push(("token", c.span()));
+    }
+    if methods.len() > 1 {
+        let names: Vec<&str> = methods.iter().map(|m| m.0).collect();
+        return Err(at.err(
+            methods[1].1.clone(),
+            format!("nats.{}", methods[1].0),
+            format!("choose one way to authenticate, not {}", names.join(" and ")),
+        ));
+    }
+    let auth = match (&n.creds_file, &n.nkey_seed_file, &n.user, token) {
+        (Some(c), _, _, _) => NatsAuth::Creds(path(c)),
+        (_, Some(k), _, _) => NatsAuth::NkeySeed(path(k)),
+        (_, _, Some(u), _) => match password {
+            Some(password) => NatsAuth::UserPassword { user: u.get_ref().clone(), password },
+            None => return Err(at.err(u.span(), "nats.user", "needs password or password_file")),
+        },
+        (_, _, _, Some(t)) => NatsAuth::Token(t),
+        _ => {
+            if let Some(p) = n.password.as_ref().or(n.password_file.as_ref()) {
+                return Err(at.err(p.span(), "nats.password", "a password needs a user"));
+            }
+            NatsAuth::None
+        }
+    };
+    let tls = match n.tls {
+        None => None,
+        Some(t) => {
+            let t = t.into_inner();
+            Some(tls_files(at, "nats.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?)
+        }
+    };
+    Ok(NatsConfig { url: n.url.into_inner(), auth, tls })
+}
+
+/// `ca_file`, `cert_file` + `key_file`, `server_name` of a TLS section.
+fn tls_files(at: &Locator<'_>, section: &str, keys: [&Option<Spanned<String>>; 4]) -> Result<TlsFiles, ConfigError> {
+    let [ca_file, cert_file, key_file, server_name] = keys;
+    let path = |v: &Spanned<String>| PathBuf::from(v.get_ref());
+    let client = match (cert_file, key_file) {
+        (Some(c), Some(k)) => Some((path(c), path(k))),
+        (None, None) => None,
+        (Some(c), None) => return Err(at.err(c.span(), format!("{section}.cert_file"), "needs key_file too")),
+        (None, Some(k)) => return Err(at.err(k.span(), format!("{section}.key_file"), "needs cert_file too")),
+    };
+    if let Some(name) = server_name {
+        rustls::pki_types::ServerName::try_from(name.get_ref().as_str())
+            .map_err(|e| at.err(name.span(), format!("{section}.server_name"), e.to_string()))?;
+    }
+    Ok(TlsFiles {
+        ca_file: ca_file.as_ref().map(path),
+        client,
+        server_name: server_name.as_ref().map(|n| n.get_ref().clone()),
+    })
+}
+
+fn database_tls(raw: Option<Spanned<RawDbTls>>, at: &Locator<'_>) -> Result<Option<DatabaseTls>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let span = raw.span();
+    let t = raw.into_inner();
+    let files = tls_files(at, "database.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?;
+    let mode = match &t.mode {
+        Some(m) => SslMode::parse(m.get_ref()).map_err(|e| at.err(m.span(), "database.tls.mode", e))?,
+        None => SslMode::VerifyFull,
+    };
+    if mode == SslMode::Disable && files != TlsFiles::default() {
+        return Err(at.err(span, "database.tls.mode", "is disable, yet files or a server name are set"));
+    }
+    Ok(Some(DatabaseTls { mode, files }))
+}
+
+fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
+    let v = *v.get_ref();
+    if (min..=max).contains(&v) { Ok(v) } else { Err(format!("{v} is out of range {min}..={max}")) }
+}
+
+fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
+        at.err(
+            value.span(),
+            key,
+            format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"1s\", \"7d\")", value.get_ref()),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(at.err(value.span(), key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn opt_duration(at: &Locator<'_>, value: Option<&Spanned<String>>, key: &str) -> Result<Option<Duration>, ConfigError> {
+    value.map(|v| duration(at, v, key)).transpose()
+}
+
+/// JetStream stream and consumer names, and pipeline names: no whitespace, dots, wildcards or path separators.
+/// Checks a JetStream stream or consumer name (no whitespace, '.', '*', '>', '/', '\\').
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > 255 {
+        return Err("longer than 255 bytes".into());
+    }
+    if let Some(c) =
+        name.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!("{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"));
+    }
+    Ok(())
+}
+
+/// A NATS subject filter (for other modules' files: the ingest tokens' `subjects`).
+pub fn check_subject_filter(subject: &str) -> Result<(), String> {
+    check_subject(subject)
+}
+
+/// A NATS subject filter: non-empty tokens, `*` only as a whole token, `>` only as the last token.
+fn check_subject(subject: &str) -> Result<(), String> {
+    if subject.is_empty() {
+        return Err("empty subject".into());
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.is_empty() {
+            return Err(format!("subject {subject:?} has an empty token"));
+        }
+        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("subject {subject:?} contains whitespace"));
+        }
+        if (t.contains('*') && *t != "*") || (t.contains('>') && *t != ">") {
+            return Err(format!("subject {subject:?}: a wildcard must be a whole token"));
+        }
+        if *t == ">" && i + 1 != tokens.len() {
+            return Err(format!("subject {subject:?}: '>' must be the last token"));
+        }
+    }
+    Ok(())
+}
+
+/// A PostgreSQL schema name: a plain identifier (letters, digits, `_`; not starting with a digit), at most 63
+/// bytes. It is spliced into migrations, so nothing that needs escaping is allowed.
+fn check_identifier(name: &str) -> Result<(), String> {
+    let plain =
+        name.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    if name.is_empty() || name.len() > 63 || !plain {
+        return Err(format!("{name:?} is not a plain identifier (letters, digits and '_', at most 63 bytes)"));
+    }
+    Ok(())
+}
