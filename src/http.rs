@@ -1,6 +1,8 @@
 //! The operator's HTTP listener (`[http] listen`): `GET /metrics` (Prometheus text), `GET /healthz` (the process
 //! is alive), `GET /readyz` (200 only when NATS is connected, the database answers and the breaker is closed;
 //! otherwise 503 with a JSON body naming the part that is not ready).
+//!
+//! Uses metrics, the breaker, the pool and the NATS client, to report their state.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

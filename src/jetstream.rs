@@ -1,6 +1,8 @@
 //! NATS side of the daemon: connect (and keep reconnecting), check the server can do what streams.toml asks,
 //! make sure each JetStream stream and durable pull consumer exists. An existing stream is never modified or
 //! deleted; an existing consumer is reused and updated in place, never deleted and recreated.
+//!
+//! Uses the config types and [`crate::tls`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;

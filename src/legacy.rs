@@ -5,6 +5,8 @@
 //! (`otel.traces` ↔ `otel.traces.raw`, `otel.metrics[.raw]` → `otel.metrics` + `otel.metrics.>`). Each group
 //! becomes one `[[stream]]` with its own durable consumer `<consumer_name>-<processor>` on the same JetStream
 //! stream. What has no equivalent is said in a comment at the top of the output, never dropped silently.
+//!
+//! Uses the config types (the processors' names) and, in its tests, config parsing.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,6 @@
 //! `db-event-writer run|validate|migrate [--config PATH]`.
+//!
+//! Uses the library's public API only.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,8 @@
 //! Schema migrations, embedded in the binary: applied in order, each in its own transaction, recorded in
 //! `<schema>.db_event_writer_migrations`; running `migrate` twice is a no-op. Then retention policies from
 //! `[database.retention]` when TimescaleDB is installed.
+//!
+//! Uses the config types, the pool's connection settings, SQL quoting and the ledger's table names.
 
 use std::time::Duration;
 
@@ -21,24 +23,8 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_timeseries_metrics.sql",
-        sql: include_str!("../migrations/0001_timeseries_metrics.sql"),
-    },
-    Migration { version: 2, name: "0002_logs.sql", sql: include_str!("../migrations/0002_logs.sql") },
-    Migration { version: 3, name: "0003_ocsf_events.sql", sql: include_str!("../migrations/0003_ocsf_events.sql") },
-    Migration { version: 4, name: "0004_sweep_results.sql", sql: include_str!("../migrations/0004_sweep_results.sql") },
-    Migration { version: 5, name: "0005_otel.sql", sql: include_str!("../migrations/0005_otel.sql") },
-    Migration {
-        version: 6,
-        name: "0006_ocsf_network_activity.sql",
-        sql: include_str!("../migrations/0006_ocsf_network_activity.sql"),
-    },
-    Migration { version: 7, name: "0007_incarnations.sql", sql: include_str!("../migrations/0007_incarnations.sql") },
-];
+/// Every migration in `migrations/`, in version order (listed by `build.rs`: a new file is all it takes).
+pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Errors of `migrate`.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! `db-event-writer status`: what JetStream says of each stream's consumer (lag, awaiting ack, redelivered), how
 //! many dead letters it has, whether the DLQ can take more, whether NATS and the database answer, and, from the
 //! running daemon's `/metrics` when `[http] listen` is set, how many dead letters it holds unstored. Reads only.
+//!
+//! Uses the config types, JetStream and the pool.
 
 use std::fmt;
 use std::time::Duration;

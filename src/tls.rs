@@ -1,5 +1,7 @@
 //! TLS for both connections (rustls with ring, no OpenSSL): the client config built from `TlsFiles` and how much
 //! of the server's certificate to check, and the PostgreSQL connector that uses it.
+//!
+//! Uses the config types.
 
 use std::future::Future;
 use std::io;

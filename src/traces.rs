@@ -5,6 +5,8 @@
 //! Spans are queued without waiting; a full queue drops them (counted), so a slow or absent collector never slows
 //! the pipeline. An exporter task sends what is queued every `export_interval` (or sooner when 512 are waiting),
 //! over one kept-alive connection, and the rest once more at shutdown.
+//!
+//! Uses the `[otel]` settings, the OTLP prost messages, [`crate::tls`], [`crate::hex`] and metrics (its counters).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -44,10 +44,14 @@ async fn metrics_count_every_outcome_and_readyz_names_the_part_that_is_down() {
 
     let labels = format!(r#"{{stream="{}",processor="telemetry"}}"#, stream.name);
     let series = |name: &str| format!("db_event_writer_{name}{labels}");
-    let (acked, pending) = (series("messages_acked_total"), series("consumer_ack_pending"));
+    let (acked, ack_pending, pending) =
+        (series("messages_acked_total"), series("consumer_ack_pending"), series("consumer_pending"));
+    // The lag gauges are refreshed on their own clock: wait for a refresh after the acks.
     wait_until(LIMIT, "counters after the batch and a lag refresh", || async {
         let Some((200, text)) = http_get(port, "/metrics").await else { return false };
-        sample(&text, &acked) == Some(100.0) && sample(&text, &pending) == Some(0.0)
+        sample(&text, &acked) == Some(100.0)
+            && sample(&text, &ack_pending) == Some(0.0)
+            && sample(&text, &pending) == Some(0.0)
     })
     .await;
     let scraped = http_get(port, "/metrics").await.unwrap().1;

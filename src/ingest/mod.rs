@@ -13,6 +13,8 @@
 //! Status lives in a JetStream key-value bucket: the writers put `persisted` after the commit and the dead-letter
 //! path `dead_lettered`, for messages that came in here (marked with a header), so the JetStream path pays
 //! nothing for it.
+//!
+//! Uses the config types, the processors' decoders (`validate = true`), JetStream, metrics and [`status`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,8 @@
 //! rate = 100                         # requests (batch items) per second (default: no limit)
 //! burst = 200                        # default: rate
 //! ```
+//!
+//! Uses nothing of the project but [`crate::hex`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};

@@ -4,6 +4,8 @@
 //! A batch is handed over when it holds `max_rows` rows or `max_bytes` bytes, or when `timeout` has passed since
 //! its first message; the caller also takes whatever is open on shutdown. Pure data structure: the clock is
 //! passed in.
+//!
+//! Uses nothing of the project.
 
 use std::ops::Range;
 use std::time::Duration;

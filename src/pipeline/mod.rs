@@ -42,12 +42,11 @@ use writer::Writer;
 
 /// The metric series of a stream: its names, its processor's tables, every dead-letter class.
 pub fn series(cfg: &StreamConfig) -> crate::metrics::StreamSeries<'_> {
-    crate::metrics::StreamSeries {
-        stream: &cfg.name,
-        processor: cfg.processor.name(),
-        tables: cfg.processor.tables(),
-        classes: &crate::dlq::DlqClass::NAMES,
-    }
+    series_of(&cfg.name, cfg.processor.name(), cfg.processor.tables())
+}
+
+fn series_of<'a>(stream: &'a str, processor: &'a str, tables: &'a [&'a str]) -> crate::metrics::StreamSeries<'a> {
+    crate::metrics::StreamSeries { stream, processor, tables, classes: &crate::dlq::DlqClass::NAMES }
 }
 
 /// How often a stream checks that its consumer is still the one it set up (created again: the task restarts).
@@ -70,6 +69,18 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
     dispatch(cfg.processor, Run { cfg, shared, shutdown }).await
 }
 
+/// Runs `processor` as `cfg`'s pipeline, whatever `cfg.processor` names: how [`run_stream`] runs each kind, and
+/// how a processor can be tried before it has a [`crate::config::ProcessorKind`] of its own (its name and tables
+/// in logs and metrics are its constants).
+pub async fn run_processor<P: Processor>(
+    processor: P,
+    cfg: &StreamConfig,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<(), StreamError> {
+    pipeline(processor, cfg, shared, shutdown).await
+}
+
 async fn pipeline<P: Processor>(
     processor: P,
     cfg: &StreamConfig,
@@ -88,7 +99,7 @@ async fn pipeline<P: Processor>(
     let identity: Arc<str> = Arc::from(crate::ledger::identity(&cfg.jetstream, epoch));
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, identity = %identity, "consuming");
 
-    let metrics = shared.metrics.stream(series(cfg));
+    let metrics = shared.metrics.stream(series_of(&cfg.name, P::NAME, P::TABLES));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         database: shared.database.clone(),

@@ -1,5 +1,7 @@
 //! Full batches waiting for a writer: pushed by the reader, taken by whichever writer is free. Unbounded in
 //! itself: the reader checks its length (and the settler's room) before every pull.
+//!
+//! Uses the batch and the settler (told when a batch is taken, so the reader may pull again).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

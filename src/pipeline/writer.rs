@@ -233,10 +233,10 @@ impl<P: Processor> Writer<P> {
             let cfg = &self.ctx.cfg;
             let span = crate::traces::BatchSpan {
                 stream: &cfg.name,
-                processor: cfg.processor.name(),
+                processor: P::NAME,
                 jetstream: &cfg.jetstream,
                 consumer: &cfg.consumer,
-                table: &cfg.processor.tables().join(","),
+                table: &P::TABLES.join(","),
                 messages: batch.msgs.len(),
                 rows: batch.rows.len(),
                 inserted: inserted_rows,
@@ -274,7 +274,7 @@ impl<P: Processor> Writer<P> {
 
     fn count_rows(&self, rows: &[P::Row]) {
         let m = &self.ctx.metrics;
-        if self.ctx.cfg.processor.tables().len() == 1 {
+        if P::TABLES.len() == 1 {
             m.rows_committed(0, rows.len() as u64);
         } else {
             for row in rows {
@@ -285,7 +285,7 @@ impl<P: Processor> Writer<P> {
 
     /// The tables message `i`'s rows went to, comma-separated (for an ingested message's fate).
     fn tables_of(&self, batch: &RowBatch<P>, i: usize) -> String {
-        let tables = self.ctx.cfg.processor.tables();
+        let tables = P::TABLES;
         let mut written: Vec<&str> = batch.rows_of(i..i + 1).iter().map(|r| tables[P::table_of(r)]).collect();
         written.dedup();
         written.join(",")

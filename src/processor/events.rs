@@ -3,6 +3,8 @@
 //! Unlike the Go writer: a missing JSON sub-object defaults to `{}`/`[]` instead of violating NOT NULL (which
 //! made the Go writer NAK the batch forever), and a missing required field or a non-UUID `id` is a decode error
 //! that names the field (the Go writer skipped such events silently).
+//!
+//! Uses the processor api and the shared JSON helpers only.
 
 use std::time::Duration;
 

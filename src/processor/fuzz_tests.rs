@@ -140,17 +140,16 @@ fn payloads_up_to_a_mebibyte_decode() {
     };
     let payload = request.encode_to_vec();
     assert!(payload.len() > 900 * 1024 && payload.len() < 1024 * 1024, "{}", payload.len());
-    let msg = Incoming {
-        subject: "otel.traces.raw",
-        payload: &payload,
-        published: Utc::now(),
-        stream: "events",
-        sequence: 1,
-    };
+    let msg = message("otel.traces.raw", &payload);
     let mut rows = Vec::new();
     let limits = Limits::for_payload(payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
     super::otel::Otel::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap();
     assert_eq!(rows.len(), 4000);
+}
+
+/// A message of `subject` as a decoder sees it (stream "events", sequence 1, published now).
+fn message<'a>(subject: &'a str, payload: &'a [u8]) -> Incoming<'a> {
+    Incoming { subject, payload, published: Utc::now(), stream: "events", sequence: 1 }
 }
 
 /// Runs `f` on a thread with a stack of `kib` KiB: smaller than a tokio worker's 2 MiB, so recursion that would
@@ -175,13 +174,7 @@ fn json_nested_100000_deep_is_an_error_in_every_decoder_not_a_stack_overflow() {
                 decode_everywhere(payload.as_bytes());
             }
             let mut rows = Vec::new();
-            let msg = Incoming {
-                subject: "telemetry.x",
-                payload: telemetry.as_bytes(),
-                published: Utc::now(),
-                stream: "events",
-                sequence: 1,
-            };
+            let msg = message("telemetry.x", telemetry.as_bytes());
             let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap_err();
             assert!(e.message.contains("nested deeper than 128"), "{depth}: {e}");
         });
@@ -226,8 +219,7 @@ fn protobuf_nested_100000_deep_is_an_error_not_a_stack_overflow() {
             };
             let logs = wrap(1, wrap(2, wrap(2, wrap(5, any.clone()))));
             let mut rows = Vec::new();
-            let msg =
-                Incoming { subject: "logs.otel", payload: &logs, published: Utc::now(), stream: "events", sequence: 1 };
+            let msg = message("logs.otel", &logs);
             let result = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE));
             if depth < 33 {
                 result.unwrap();
@@ -269,8 +261,7 @@ fn small_payloads_cannot_expand_without_bound() {
     }
     .encode_to_vec();
     assert!(request.len() < 100 * 1024);
-    let msg =
-        Incoming { subject: "logs.otel", payload: &request, published: Utc::now(), stream: "events", sequence: 1 };
+    let msg = message("logs.otel", &request);
     let limits = Limits::for_payload(request.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
     let mut rows = Vec::new();
     let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap_err();
@@ -286,7 +277,7 @@ fn small_payloads_cannot_expand_without_bound() {
         }],
     }
     .encode_to_vec();
-    let msg = Incoming { subject: "logs.otel", payload: &tiny, published: Utc::now(), stream: "events", sequence: 1 };
+    let msg = message("logs.otel", &tiny);
     let limits = Limits { max_rows: Limits::DEFAULT_MAX_ROWS, max_bytes: usize::MAX };
     let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits)).unwrap_err();
     assert!(e.over_limit && e.message.contains("max_rows_per_message"), "{e}");
@@ -294,13 +285,7 @@ fn small_payloads_cannot_expand_without_bound() {
     // 4,000 tags of 1e99999: each would be a 100,001-digit string.
     let tags: Vec<String> = (0..4000).map(|i| format!("\"t{i}\": 1e99999")).collect();
     let payload = format!(r#"{{"value": 1, "tags": {{{}}}}}"#, tags.join(", "));
-    let msg = Incoming {
-        subject: "telemetry.x",
-        payload: payload.as_bytes(),
-        published: Utc::now(),
-        stream: "e",
-        sequence: 1,
-    };
+    let msg = message("telemetry.x", payload.as_bytes());
     let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), Limits::NONE)).unwrap_err();
     assert!(e.over_limit && e.message.contains("exponent beyond"), "{e}");
 }
@@ -315,13 +300,7 @@ fn nul_characters_become_the_replacement_character_and_escaped_backslashes_stay(
     assert_eq!(clean_jsonb(r#"["u0000", "\u00001"]"#), r#"["u0000", "\ufffd1"]"#);
 
     let payload = r#"{"value": 1, "agent_id": "a\u0000b", "tags": {"path": "C:\\u0000", "n": "\u0000"}}"#;
-    let msg = Incoming {
-        subject: "telemetry.x",
-        payload: payload.as_bytes(),
-        published: Utc::now(),
-        stream: "e",
-        sequence: 1,
-    };
+    let msg = message("telemetry.x", payload.as_bytes());
     let mut rows = Vec::new();
     Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap();
     assert_eq!(rows[0].agent_id.as_deref(), Some("a\u{FFFD}b"));

@@ -1,5 +1,7 @@
 //! JSON helpers shared by the processors: flexible timestamps, numbers that may be strings, and the text
 //! PostgreSQL's `jsonb` gives a value (`jsonb_each_text`, `jsonb::text`), reproduced byte for byte.
+//!
+//! Uses the processor api only.
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::value::RawValue;

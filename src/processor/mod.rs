@@ -9,6 +9,8 @@
 //!
 //! Adding a processor: its module (implementing [`Processor`]), one [`ProcessorKind`] variant (and its place in
 //! `ProcessorKind::ALL`), one arm in [`dispatch`], and its migration in `migrations/`.
+//!
+//! Uses the config types ([`ProcessorKind`], [`crate::config::Defaults`]); each processor uses only [`api`] and the shared helpers.
 
 use std::time::Duration;
 

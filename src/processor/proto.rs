@@ -2,6 +2,8 @@
 //! OTLP logs/traces/metrics export requests (opentelemetry-proto v1, reference §3.8) and ServiceRadar's
 //! `flowpb.FlowMessage` (reference §3.6). Field numbers follow the upstream `.proto` files; fields we do not
 //! read (exemplars, schema URLs, ...) are left out and skipped by the decoder.
+//!
+//! Uses nothing of the project.
 #![allow(missing_docs)]
 
 /// `opentelemetry.proto.common.v1`.

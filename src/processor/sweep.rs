@@ -1,5 +1,7 @@
 //! Sweep results (reference §8.4) → `sweep_results`, this project's own table: one row per
 //! `(time, host_ip, execution_id, agent_id)`, so a redelivered result is not a second row.
+//!
+//! Uses the processor api and the shared JSON helpers only.
 
 use std::time::Duration;
 

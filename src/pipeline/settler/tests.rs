@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
+use crate::dlq::{DlqClass, Origin};
 
 fn rules(max_deliver: i64) -> Rules {
     Rules {

@@ -1,6 +1,8 @@
 //! Logs as ServiceRadar's JSON shapes (reference §3.1): syslog/GELF, SNMP traps, OTel-as-JSON, WAF findings,
 //! internal logs, with every rule of the Go writer's normalisation (timestamp keys, body fallbacks, severity
 //! table, reserved keys kept out of `attributes`, service and scope fields, `source` from the subject).
+//!
+//! Uses the logs row, the processor api and the shared JSON helpers.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -6,6 +6,8 @@
 //! used a random UUID, so every redelivery doubled its logs).
 //!
 //! [`json`] and [`otlp`] decode the two formats into [`row::LogRow`]s; [`write`] holds the SQL.
+//!
+//! Uses the processor api, its own rooms, the prost messages and the COPY helpers of [`crate::sql`].
 
 use std::time::Duration;
 

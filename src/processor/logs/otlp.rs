@@ -1,5 +1,7 @@
 //! Logs as OTLP `ExportLogsServiceRequest` protobuf: one row per log record; a resource's (and scope's) fields
 //! are made once and shared by its records.
+//!
+//! Uses the logs row, the processor api and the shared OTLP helpers.
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! The row a log becomes, what both decoders share to make one: its deterministic id, the severity names, and
 //! the NUL cleaning of its text.
+//!
+//! Uses the processor api and the shared JSON helpers.
 
 use std::sync::Arc;
 
@@ -107,7 +109,7 @@ pub fn severity_name(n: i32) -> &'static str {
     }
 }
 
-/// NULs replaced (see [`super::json::NUL_REPLACEMENT`]): in text, and, in the JSON columns of a JSON log, the
+/// NULs replaced (see [`crate::processor::json::NUL_REPLACEMENT`]): in text, and, in the JSON columns of a JSON log, the
 /// `\u0000` escapes serde_json writes for them. (Shared OTLP fields are cleaned once, by [`shared`].)
 pub fn clean_row(row: &mut LogRow) {
     for v in [&mut row.trace_id, &mut row.span_id, &mut row.body, &mut row.event_name, &mut row.source] {

@@ -1,5 +1,7 @@
 //! How log rows are written: binary COPY, and `INSERT … ON CONFLICT DO NOTHING` over unnested column arrays for
 //! a batch that meets existing rows (a redelivery).
+//!
+//! Uses the logs row and [`crate::sql`].
 
 use chrono::{DateTime, Utc};
 

@@ -1,5 +1,7 @@
 //! Flows as `flowpb.FlowMessage` protobuf (and the legacy JSON with the same field names) with the Elixir
 //! `Flows` mapping, and the OCSF document each row carries.
+//!
+//! Uses the flow row, the processor api, the shared JSON and OTLP helpers and the prost messages.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;

@@ -8,6 +8,8 @@
 //! writing the same message serialize on the ledger's primary key.
 //!
 //! [`decode`] maps a flow to its [`row`]; [`write`] holds the ledger-guarded SQL.
+//!
+//! Uses the processor api and its own rooms.
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! The row a flow becomes.
+//!
+//! Uses the processor api.
 
 use std::sync::Arc;
 

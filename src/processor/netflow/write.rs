@@ -1,5 +1,7 @@
 //! How flows are written: one statement that records each message's identity in the ledger and inserts rows
 //! only for messages that were not there yet, in the same transaction.
+//!
+//! Uses the flow row, [`crate::sql`] and the ledger's table name.
 
 use chrono::{DateTime, Utc};
 

@@ -1,5 +1,7 @@
 //! Metrics (reference §3.3): OTLP `ExportMetricsServiceRequest` protobuf (every point kind, each attribute set
 //! its own row) and the collector's `PerformanceMetric` JSON → `otel_metrics` rows.
+//!
+//! Uses the otel rows, the processor api, the shared JSON and OTLP helpers and the prost messages.
 
 use std::sync::Arc;
 
@@ -182,7 +184,7 @@ pub fn decode_json_metrics(msg: &Incoming<'_>, rows: &mut Rows<'_, OtelRow>) -> 
     })
 }
 
-/// NULs replaced (see [`super::json::NUL_REPLACEMENT`]) in the text a point owns.
+/// NULs replaced (see [`crate::processor::json::NUL_REPLACEMENT`]) in the text a point owns.
 fn clean_metric(m: &mut MetricRow) {
     for v in [
         &mut m.trace_id,

@@ -7,6 +7,8 @@
 //! short hash of the point's attributes, which OTLP metric rows otherwise leave empty); JSON spans are accepted.
 //!
 //! [`traces`] and [`metrics`] decode into [`row`]s; [`write`] holds the SQL.
+//!
+//! Uses the processor api, its own rooms and the prost messages.
 
 use std::time::Duration;
 

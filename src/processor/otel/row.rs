@@ -1,5 +1,7 @@
 //! The rows OpenTelemetry data becomes: spans for `otel_traces`, data points for `otel_metrics`; a value the
 //! rows of one resource, scope or metric share is made once ([`shared`]).
+//!
+//! Uses the processor api and the shared JSON helpers.
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Traces (reference §3.2): OTLP `ExportTraceServiceRequest` protobuf and ServiceRadar's JSON span objects
 //! (sample 16) → `otel_traces` rows.
+//!
+//! Uses the otel rows, the processor api, the shared JSON and OTLP helpers and the prost messages.
 
 use serde_json::Value;
 
@@ -112,7 +114,7 @@ pub fn decode_json_spans(msg: &Incoming<'_>, rows: &mut Rows<'_, OtelRow>) -> Re
     })
 }
 
-/// NULs replaced (see [`super::json::NUL_REPLACEMENT`]) in the text a span owns; shared fields are cleaned once
+/// NULs replaced (see [`crate::processor::json::NUL_REPLACEMENT`]) in the text a span owns; shared fields are cleaned once
 /// by [`shared`]. These columns are `text`, so a raw NUL is all there is to replace.
 fn clean_span(r: &mut SpanRow) {
     for v in [

@@ -1,5 +1,7 @@
 //! How OpenTelemetry rows are written: one `INSERT … ON CONFLICT DO NOTHING` over unnested column arrays per
 //! table (spans, points), in the caller's transaction.
+//!
+//! Uses the otel rows and [`crate::sql`].
 
 use super::row::{MetricRow, OtelRow, SpanRow};
 use crate::sql::{column, qualified};

@@ -1,6 +1,8 @@
 //! Telemetry JSON as publishers send it (reference §8.3): one metric object or an array of them, with
 //! ServiceRadar's camelCase aliases, numbers that may be strings, flexible timestamps, and tags that may be a
 //! string holding JSON.
+//!
+//! Uses the telemetry row and series key, the processor api and the shared JSON helpers.
 
 use std::collections::BTreeMap;
 

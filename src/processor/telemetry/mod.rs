@@ -5,6 +5,8 @@
 //!
 //! [`decode`] reads the payload, [`series_key`] computes the series identity, [`write`] holds the SQL; [`row`] is
 //! the row both share.
+//!
+//! Uses the processor api, its own rooms and [`crate::sql`].
 
 use std::time::Duration;
 

@@ -1,4 +1,6 @@
 //! The row telemetry becomes, and its size as sent to PostgreSQL.
+//!
+//! Uses the processor api.
 
 use chrono::{DateTime, Utc};
 

@@ -1,5 +1,7 @@
 //! `series_key`: the md5 identity of a series, computed exactly as ServiceRadar's SQL
 //! `build_timeseries_series_key` computes it (reference §8.2), so a redelivered sample hits the primary key.
+//!
+//! Uses nothing of the project but [`crate::hex`].
 
 use std::collections::BTreeMap;
 

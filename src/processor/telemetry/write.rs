@@ -1,5 +1,7 @@
 //! How telemetry rows are written: binary COPY, and `INSERT … ON CONFLICT DO NOTHING` over unnested column
 //! arrays for a batch that meets existing rows (a redelivery).
+//!
+//! Uses the telemetry row and [`crate::sql`].
 
 use chrono::{DateTime, Utc};
 
