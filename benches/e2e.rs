@@ -318,12 +318,20 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
 async fn ceiling(processor: &str, items: &[(String, Vec<u8>)]) -> (f64, f64) {
     use db_event_writer::processor::{events::Events, logs::Logs, netflow::Netflow, otel::Otel, sweep::Sweep};
     match processor {
-        "telemetry" => ceiling_of(Telemetry::new("platform"), items).await,
-        "logs" => ceiling_of(Logs::new("platform"), items).await,
-        "events" => ceiling_of(Events::new("platform"), items).await,
-        "sweep" => ceiling_of(Sweep::new("platform"), items).await,
-        "netflow" => ceiling_of(Netflow::new("platform"), items).await,
-        "otel" => ceiling_of(Otel::new("platform"), items).await,
+        "telemetry" => {
+            ceiling_of(Telemetry::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await
+        }
+        "logs" => ceiling_of(Logs::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await,
+        "events" => {
+            ceiling_of(Events::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await
+        }
+        "sweep" => {
+            ceiling_of(Sweep::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await
+        }
+        "netflow" => {
+            ceiling_of(Netflow::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await
+        }
+        "otel" => ceiling_of(Otel::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await,
         other => panic!("unknown processor {other}"),
     }
 }
@@ -335,7 +343,7 @@ async fn ceiling_of<P: Processor>(p: P, items: &[(String, Vec<u8>)]) -> (f64, f6
     let mut rows = Vec::with_capacity(items.len());
     let published = chrono::Utc::now();
     for (i, (subject, payload)) in items.iter().enumerate() {
-        let msg = Incoming { subject, payload, published, stream: "bench", sequence: i as u64 + 1 };
+        let msg = Incoming::bare(subject, payload, published, "bench", i as u64 + 1);
         p.decode(&msg, &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE))
             .unwrap();
     }
@@ -355,7 +363,7 @@ async fn ceiling_of<P: Processor>(p: P, items: &[(String, Vec<u8>)]) -> (f64, f6
 
 /// The telemetry rows, decoded once (the INSERT baseline loads exactly these).
 fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::MetricRow> {
-    let p = Telemetry::new("platform");
+    let p = Telemetry::new(&db_event_writer::config::DatabaseConfig::for_schema("platform"));
     let mut rows = Vec::with_capacity(n);
     let published = chrono::Utc::now();
     for i in 0..n {

@@ -26,9 +26,9 @@ pub enum RunError {
     /// The pool could not be built.
     #[error(transparent)]
     Db(#[from] db::DbSetupError),
-    /// The database is reachable but lacks a table.
+    /// The database is reachable but lacks a table, or its series key function disagrees with the configuration.
     #[error(transparent)]
-    MissingTable(#[from] migrate::MissingTable),
+    Schema(#[from] migrate::SchemaMismatch),
     /// The HTTP listener could not bind.
     #[error("[http] listen = {listen}: {source}")]
     Listen {

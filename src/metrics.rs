@@ -38,6 +38,8 @@ pub struct StreamSeries<'a> {
     pub tables: &'a [&'a str],
     /// Every dead-letter class (their counters start at 0).
     pub classes: &'a [&'a str],
+    /// The processor's reasons for skipping part of a message (their counters start at 0).
+    pub skips: &'a [&'a str],
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +60,13 @@ struct ClassLabels {
     stream: String,
     processor: String,
     class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    stream: String,
+    processor: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,6 +117,7 @@ pub struct Metrics {
     dead_lettered: Counters<ClassLabels>,
     rows_committed: Counters<TableLabels>,
     rows_inserted: Counters<StreamLabels>,
+    rows_skipped: Counters<ReasonLabels>,
     batches: Counters<OutcomeLabels>,
     batch_rows: Histograms<StreamLabels>,
     batch_seconds: Histograms<OutcomeLabels>,
@@ -154,6 +164,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             rows_committed: Family::default(),
             rows_inserted: Family::default(),
+            rows_skipped: Family::default(),
             batches: Family::default(),
             batch_rows: Family::new_with_constructor(batch_rows as fn() -> Histogram),
             batch_seconds: Family::new_with_constructor(seconds as fn() -> Histogram),
@@ -198,6 +209,12 @@ impl Metrics {
             "rows_inserted",
             "Rows that were new (the rest were redeliveries, skipped)",
             m.rows_inserted.clone(),
+        );
+        r.register(
+            "rows_skipped",
+            "Parts of accepted messages that become no row by the processor's rules (e.g. a span without an id, a \
+             non-numeric metric point), by reason; the message's other rows are written",
+            m.rows_skipped.clone(),
         );
         r.register("batches", "Batch writes, by outcome (committed, retry, rejected)", m.batches.clone());
         r.register("batch_rows", "Rows per written batch", m.batch_rows.clone());
@@ -274,6 +291,11 @@ impl Metrics {
                 ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: (*class).to_owned() };
             drop(self.dead_lettered.get_or_create(&l));
         }
+        for reason in series.skips {
+            let l =
+                ReasonLabels { stream: s.stream.clone(), processor: s.processor.clone(), reason: (*reason).to_owned() };
+            drop(self.rows_skipped.get_or_create(&l));
+        }
         let tables = series
             .tables
             .iter()
@@ -321,6 +343,11 @@ impl Metrics {
             family.remove(&s);
         }
         self.dlq_failures.remove(&s);
+        for reason in series.skips {
+            let l =
+                ReasonLabels { stream: s.stream.clone(), processor: s.processor.clone(), reason: (*reason).to_owned() };
+            self.rows_skipped.remove(&l);
+        }
         self.batch_rows.remove(&s);
         self.latency.remove(&s);
         for t in series.tables {
@@ -413,6 +440,16 @@ impl StreamMetrics {
         }
     }
 
+    /// Counts `n` parts of messages that became no row, for `reason`.
+    pub fn rows_skipped(&self, reason: &str, n: u64) {
+        let l = ReasonLabels {
+            stream: self.labels.stream.clone(),
+            processor: self.labels.processor.clone(),
+            reason: reason.to_owned(),
+        };
+        self.all.rows_skipped.get_or_create(&l).inc_by(n);
+    }
+
     /// Counts a dead letter of `class`.
     pub fn dead_lettered(&self, class: &str) {
         let l = ClassLabels {
@@ -429,7 +466,7 @@ mod tests {
     use super::*;
 
     fn series<'a>(stream: &'a str, processor: &'a str, tables: &'a [&'a str]) -> StreamSeries<'a> {
-        StreamSeries { stream, processor, tables, classes: &["decode", "rejected"] }
+        StreamSeries { stream, processor, tables, classes: &["decode", "rejected"], skips: &["no_id"] }
     }
 
     #[test]

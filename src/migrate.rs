@@ -65,6 +65,10 @@ pub struct MigrateReport {
     pub timescaledb: bool,
     /// Retention policies added or changed now (tables).
     pub retention_changed: Vec<String>,
+    /// Chunk intervals changed now (tables; new chunks only).
+    pub chunk_interval_changed: Vec<String>,
+    /// Whether the series key's SQL function was (re)installed now, for `[database.series_key]`.
+    pub series_key_changed: bool,
 }
 
 fn sql_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
@@ -144,6 +148,7 @@ async fn apply(client: &Client, db: &DatabaseConfig, schema: &str) -> Result<Mig
         tracing::info!(migration = m.name, "applied migration");
         report.applied.push(m.name);
     }
+    report.series_key_changed = install_series_key(client, &db.schema, &db.volatile_tag_keys).await?;
     report.timescaledb = client
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')", &[])
         .await
@@ -153,6 +158,11 @@ async fn apply(client: &Client, db: &DatabaseConfig, schema: &str) -> Result<Mig
         for (table, keep) in &db.retention {
             if set_retention(client, &db.schema, table, *keep).await? {
                 report.retention_changed.push(table.clone());
+            }
+        }
+        for (table, every) in &db.chunk_interval {
+            if set_chunk_interval(client, &db.schema, table, *every).await? {
+                report.chunk_interval_changed.push(table.clone());
             }
         }
     }
@@ -189,10 +199,92 @@ async fn set_retention(client: &Client, schema: &str, table: &str, keep: Duratio
     Ok(true)
 }
 
+/// The body of `timeseries_series_stable_tags` leaving out `keys` (ServiceRadar's definition, with tag keys
+/// ordered by bytes, `COLLATE "C"`, so the key does not depend on the database's locale).
+pub fn stable_tags_body(schema: &str, keys: &[String]) -> String {
+    let mut sorted: Vec<&String> = keys.iter().collect();
+    sorted.sort();
+    let excluded = if sorted.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = sorted.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
+        format!("\n    AND entry.key NOT IN ({})", list.join(", "))
+    };
+    format!(
+        "\n  SELECT string_agg(\n    {schema}.timeseries_series_component('tag:' || entry.key, entry.value),\n    '|' \
+         ORDER BY entry.key COLLATE \"C\"\n  )\n  FROM jsonb_each_text(COALESCE(p_tags, '{{}}'::jsonb)) AS entry(key, \
+         value)\n  WHERE COALESCE(btrim(entry.value), '') <> ''{excluded}\n"
+    )
+}
+
+/// Installs `timeseries_series_stable_tags` for the configured volatile keys unless the database's is already
+/// this text; returns whether it changed.
+async fn install_series_key(client: &Client, schema: &str, keys: &[String]) -> Result<bool, MigrateError> {
+    let quoted = quote_ident(schema);
+    let body = stable_tags_body(&quoted, keys);
+    let current: Option<String> = client
+        .query_opt(
+            "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 AND p.proname = 'timeseries_series_stable_tags'",
+            &[&schema],
+        )
+        .await
+        .map_err(sql_err("read the series key function"))?
+        .map(|r| r.get(0));
+    if current.as_deref() == Some(body.as_str()) {
+        return Ok(false);
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION {quoted}.timeseries_series_stable_tags(p_tags jsonb)\n\
+             RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $series_key${body}$series_key$"
+        ))
+        .await
+        .map_err(sql_err("install the series key function"))?;
+    tracing::info!(volatile_tag_keys = keys.len(), "series key function installed");
+    Ok(true)
+}
+
+/// Makes the table's chunk interval `every` (TimescaleDB applies it to new chunks); returns whether it changed.
+async fn set_chunk_interval(client: &Client, schema: &str, table: &str, every: Duration) -> Result<bool, MigrateError> {
+    let relation = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let interval = interval_text(every);
+    let current = client
+        .query_opt(
+            "SELECT time_interval = $3::text::interval FROM timescaledb_information.dimensions \
+              WHERE hypertable_schema = $1 AND hypertable_name = $2 AND time_interval IS NOT NULL",
+            &[&schema, &table, &interval],
+        )
+        .await
+        .map_err(sql_err(format!("read the chunk interval of {relation}")))?;
+    match current {
+        // Not a hypertable (TimescaleDB could not make it one): nothing to set.
+        None => Ok(false),
+        Some(row) if row.get::<_, Option<bool>>(0) == Some(true) => Ok(false),
+        Some(_) => {
+            client
+                .execute(
+                    "SELECT set_chunk_time_interval($1::text::regclass, $2::text::interval)",
+                    &[&relation, &interval],
+                )
+                .await
+                .map_err(sql_err(format!("set the chunk interval of {relation}")))?;
+            tracing::info!(table = %relation, every = %humantime::format_duration(every), "chunk interval set");
+            Ok(true)
+        }
+    }
+}
+
 /// `7 days` rather than `604800 seconds`, so the policy reads as it was written.
 fn interval_text(d: Duration) -> String {
     let secs = d.as_secs().max(1);
-    if secs % 86_400 == 0 { format!("{} days", secs / 86_400) } else { format!("{secs} seconds") }
+    if secs % 86_400 == 0 {
+        format!("{} days", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("{} hours", secs / 3600)
+    } else {
+        format!("{secs} seconds")
+    }
 }
 
 /// A stable fingerprint of a migration's text (FNV-1a 64, hex): detects edits, not attacks.
@@ -205,19 +297,33 @@ fn checksum(sql: &str) -> String {
     format!("{h:016x}")
 }
 
-/// The database answers but lacks a table a stream writes to.
+/// The database answers but is not what the configured streams need: run `migrate`.
 #[derive(Debug, thiserror::Error)]
-#[error("table {table} does not exist (stream {stream:?} writes to it): run `db-event-writer migrate` first")]
-pub struct MissingTable {
-    /// Qualified table name.
-    pub table: String,
-    /// A stream needing it.
-    pub stream: String,
+pub enum SchemaMismatch {
+    /// A table a stream writes to does not exist.
+    #[error("table {table} does not exist (stream {stream:?} writes to it): run `db-event-writer migrate` first")]
+    MissingTable {
+        /// Qualified table name.
+        table: String,
+        /// A stream needing it.
+        stream: String,
+    },
+    /// The database's `build_timeseries_series_key` leaves out other tag keys than `[database.series_key]`.
+    #[error(
+        "{function} does not agree with [database.series_key] volatile_tag_keys ({why}): run `db-event-writer migrate` \
+         to install it from the configuration"
+    )]
+    SeriesKey {
+        /// Qualified function name.
+        function: String,
+        /// What the probe found.
+        why: String,
+    },
 }
 
 /// Fails fast when the database answers but a table is missing; only warns when it does not answer, or not
 /// within twice `connect_timeout` (the streams then wait for it: messages stay in JetStream).
-pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), MissingTable> {
+pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), SchemaMismatch> {
     let limit = config.database.connect_timeout * 2;
     match tokio::time::timeout(limit, look_for_tables(pool, config)).await {
         Ok(result) => result,
@@ -228,7 +334,7 @@ pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Re
     }
 }
 
-async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), MissingTable> {
+async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), SchemaMismatch> {
     let client = match pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -243,13 +349,56 @@ async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Res
             match client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&name]).await {
                 Ok(row) if row.get::<_, bool>(0) => {}
                 Ok(_) => {
-                    return Err(MissingTable { table: name, stream: s.name.clone() });
+                    return Err(SchemaMismatch::MissingTable { table: name, stream: s.name.clone() });
                 }
                 Err(e) => tracing::warn!(table = %name, error = %e, "could not check the table"),
             }
         }
     }
+    let series = crate::processor::telemetry::TABLE;
+    if config.streams.iter().any(|s| s.processor.tables().contains(&series)) {
+        check_series_key(&client, &config.database).await?;
+    }
     Ok(())
+}
+
+/// Asks the database's `build_timeseries_series_key` for the key of a probe carrying every volatile key (the
+/// configured ones and ServiceRadar's) and one stable tag, and compares it with the daemon's: a key computed two
+/// ways must be one key, or SQL backfills and checks would see other series than the daemon writes.
+async fn check_series_key(client: &Client, db: &DatabaseConfig) -> Result<(), SchemaMismatch> {
+    use crate::processor::telemetry::{SeriesIdentity, Volatile, series_key};
+    let function = format!("{}.build_timeseries_series_key", quote_ident(&db.schema));
+    let mut probe: std::collections::BTreeMap<String, String> = db
+        .volatile_tag_keys
+        .iter()
+        .map(String::as_str)
+        .chain(DatabaseConfig::DEFAULT_VOLATILE_TAG_KEYS.iter().copied())
+        .map(|k| (k.to_owned(), "probe".to_owned()))
+        .collect();
+    probe.insert("db_event_writer_stable_probe".to_owned(), "probe".to_owned());
+    let tags = serde_json::to_string(&probe).unwrap_or_default();
+    let sql = format!("SELECT {function}('gauge', 'probe', NULL, NULL, NULL, NULL, NULL, $1::text::jsonb)");
+    let theirs: String = match client.query_one(&sql, &[&tags]).await {
+        Ok(row) => row.get(0),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_FUNCTION) => {
+            return Err(SchemaMismatch::SeriesKey { function, why: "it does not exist".into() });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check the series key function");
+            return Ok(());
+        }
+    };
+    let id = SeriesIdentity { metric_type: Some("gauge"), metric_name: Some("probe"), ..Default::default() };
+    let ours = series_key(
+        &id,
+        probe.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        &Volatile::new(&db.volatile_tag_keys),
+    );
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(SchemaMismatch::SeriesKey { function, why: "it keeps or drops other tag keys".into() })
+    }
 }
 
 #[cfg(test)]

@@ -57,9 +57,9 @@ pub enum ReloadError {
     /// NATS cannot serve it.
     #[error(transparent)]
     Nats(#[from] jetstream::NatsError),
-    /// A table it needs is missing.
+    /// A table it needs is missing, or the series key function disagrees with the configuration.
     #[error(transparent)]
-    MissingTable(#[from] crate::migrate::MissingTable),
+    Schema(#[from] crate::migrate::SchemaMismatch),
 }
 
 /// Re-reads the configuration file and applies its `[[stream]]`s: added streams start, removed ones drain (flush,

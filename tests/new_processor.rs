@@ -41,8 +41,8 @@ impl Processor for Notes {
 
     type Row = Note;
 
-    fn new(schema: &str) -> Self {
-        let table = qualified(schema, "notes");
+    fn new(database: &db_event_writer::config::DatabaseConfig) -> Self {
+        let table = qualified(&database.schema, "notes");
         Notes {
             insert: format!(
                 "INSERT INTO {table} (key, text) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
@@ -110,7 +110,15 @@ async fn a_processor_that_only_implements_the_trait_runs_with_every_guarantee() 
     let cfg = config.streams[0].clone();
     let task = tokio::spawn({
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
-        async move { db_event_writer::pipeline::run_processor(Notes::new("platform"), &cfg, &shared, &shutdown).await }
+        async move {
+            db_event_writer::pipeline::run_processor(
+                Notes::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")),
+                &cfg,
+                &shared,
+                &shutdown,
+            )
+            .await
+        }
     });
     wait_drained(&js, &stream, LIMIT).await;
     let client = db.client().await;

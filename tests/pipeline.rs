@@ -271,44 +271,87 @@ async fn series_key_matches_the_sql_definition() {
         r#"{"value": 1, "tags": {"dup": "first", "dup": "second"}}"#,
         r#"{"value": 1, "tags": {"quote\"d": "back\\slash", "nl": "a\nb"}}"#,
         r#"{"value": 1, "tags": {}}"#,
+        r#"{"value": 1, "tags": {"used_bytes": "1", "status": "up", "source": "x", "execution_id": "e", "disk": "/"}}"#,
     ];
+    // ServiceRadar's metric envelope, built as its publishers build it: the rows' tags are merged from the
+    // metric, the ingest identity and the point (the identity's producer stamps are volatile keys).
+    let envelope = {
+        use db_event_writer::processor::proto::metric::*;
+        use prost::Message as _;
+        let e = |k: &str, v: &str| StringMapEntry { key: k.into(), value: v.into() };
+        MetricBatch {
+            schema_version: SCHEMA_VERSION.into(),
+            resource: Some(MetricResource {
+                agent_id: "agent-1".into(),
+                gateway_id: "gw".into(),
+                partition: "default".into(),
+                host_ip: "10.0.0.9".into(),
+                ..Default::default()
+            }),
+            ingest_identity: Some(IngestIdentity {
+                source: "snmp".into(),
+                producer_id: "agent-1".into(),
+                ..Default::default()
+            }),
+            metrics: vec![Metric {
+                name: "ifHCInOctets".into(),
+                metric_type: "snmp".into(),
+                kind: 2,
+                tags: vec![e("ifName", "eth0"), e("Zone", "b"), e("status", "up"), e("target", "router")],
+                points: vec![
+                    MetricPoint { value: 1.0, if_index: 3, attributes: vec![e("lane", " 1 ")], ..Default::default() },
+                    MetricPoint {
+                        value: 2.0,
+                        attributes: vec![e("ifName", "eth1"), e("blank", " ")],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
     let sql = "SELECT platform.build_timeseries_series_key($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)";
-    let processor = Telemetry::new("platform");
-    for payload in cases {
+    let processor = Telemetry::new(&db_event_writer::config::DatabaseConfig::for_schema("platform"));
+    let payloads: Vec<(String, Vec<u8>)> = cases
+        .iter()
+        .map(|c| (c.to_string(), c.as_bytes().to_vec()))
+        .chain([("a MetricBatch".to_owned(), envelope)])
+        .collect();
+    let mut checked = 0;
+    for (payload, bytes) in &payloads {
         let mut rows = Vec::new();
-        let msg = Incoming {
-            subject: "telemetry.x",
-            payload: payload.as_bytes(),
-            published: chrono::Utc::now(),
-            stream: "events",
-            sequence: 1,
-        };
+        let msg = Incoming::bare("telemetry.x", bytes, chrono::Utc::now(), "events", 1);
         processor
             .decode(
                 &msg,
                 &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE),
             )
             .unwrap_or_else(|e| panic!("{payload}: {e}"));
-        let r = &rows[0];
-        let from_sql: String = client
-            .query_one(
-                sql,
-                &[
-                    &r.metric_type,
-                    &r.metric_name,
-                    &r.partition,
-                    &r.agent_id,
-                    &r.device_id,
-                    &r.target_device_ip,
-                    &r.if_index,
-                    &r.tags,
-                ],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(r.series_key, from_sql, "series_key differs from SQL for {payload}");
+        for r in &rows {
+            checked += 1;
+            let from_sql: String = client
+                .query_one(
+                    sql,
+                    &[
+                        &r.metric_type,
+                        &r.metric_name,
+                        &r.partition,
+                        &r.agent_id,
+                        &r.device_id,
+                        &r.target_device_ip,
+                        &r.if_index,
+                        &r.tags,
+                    ],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(r.series_key, from_sql, "series_key differs from SQL for {payload}");
+        }
     }
+    assert_eq!(checked, cases.len() + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,42 +413,4 @@ async fn a_nats_outage_is_survived_without_loss() {
     assert!(dead_letters(&js, &stream.name).await.is_empty(), "an outage dead-letters nothing");
     assert!(daemon.running());
     daemon.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_over_an_existing_serviceradar_database_adds_nothing_to_its_tables() {
-    let db = TestDb::create().await;
-    let client = db.client().await;
-    client.batch_execute(include_str!("fixtures/serviceradar_schema.sql")).await.unwrap();
-    let shape = "SELECT table_name::text, string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', ' \
-                 ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'platform' \
-                 GROUP BY table_name ORDER BY table_name";
-    let keys = "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint \
-                WHERE connamespace = 'platform'::regnamespace AND contype IN ('p', 'u') ORDER BY 1, 2";
-    let snapshot = |sql: &'static str| {
-        let client = &client;
-        async move {
-            client
-                .query(sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
-                .collect::<Vec<(String, String)>>()
-        }
-    };
-    let (columns_before, keys_before) = (snapshot(shape).await, snapshot(keys).await);
-    assert_eq!(columns_before.len(), 6);
-
-    let config = config("nats://127.0.0.1:1", &db.url, &[TestStream::telemetry("x")]);
-    run_migrations(&config.database).await.expect("migrate over ServiceRadar's schema");
-    let columns_after: Vec<(String, String)> =
-        snapshot(shape).await.into_iter().filter(|(t, _)| columns_before.iter().any(|(b, _)| b == t)).collect();
-    assert_eq!(columns_after, columns_before, "ServiceRadar's tables keep exactly their columns");
-    let keys_after: Vec<(String, String)> =
-        snapshot(keys).await.into_iter().filter(|(t, _)| keys_before.iter().any(|(b, _)| b == t)).collect();
-    assert_eq!(keys_after, keys_before, "and their keys");
-    assert_eq!(db.count("logs").await, 1, "and their rows");
-    // Twice is still a no-op.
-    assert!(run_migrations(&config.database).await.unwrap().applied.is_empty());
 }

@@ -6,80 +6,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::harness::Harness;
 use common::*;
-use db_event_writer::RunError;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-const LIMIT: Duration = Duration::from_secs(60);
 const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/samples/");
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(format!("{SAMPLES}{name}")).unwrap_or_else(|e| panic!("sample {name}: {e}"))
-}
-
-/// A daemon with one stream of one processor, on its own nats-server and database.
-struct Harness {
-    nats: NatsServer,
-    db: TestDb,
-    stream: TestStream,
-    js: async_nats::jetstream::Context,
-    config: db_event_writer::config::Config,
-    running: Option<(CancellationToken, JoinHandle<Result<(), RunError>>)>,
-}
-
-impl Harness {
-    async fn new(processor: &'static str) -> Harness {
-        init_logs();
-        let nats = NatsServer::start();
-        let db = TestDb::create().await;
-        let stream = TestStream::of(processor, &unique("p"));
-        let config = config(&nats.url, &db.url, std::slice::from_ref(&stream));
-        migrate(&config).await;
-        let js = nats.jetstream().await;
-        create_stream(&js, &stream).await;
-        Harness { nats, db, stream, js, config, running: None }
-    }
-
-    fn start(&mut self) {
-        let token = CancellationToken::new();
-        let handle = tokio::spawn(db_event_writer::run(self.config.clone(), token.clone()));
-        self.running = Some((token, handle));
-    }
-
-    async fn stop(&mut self) {
-        let (token, handle) = self.running.take().expect("running");
-        token.cancel();
-        tokio::time::timeout(Duration::from_secs(30), handle).await.unwrap().unwrap().unwrap();
-    }
-
-    async fn publish(&self, items: Vec<(String, Vec<u8>)>) {
-        publish_all(&self.js, items).await;
-    }
-
-    async fn drained(&self) {
-        wait_drained(&self.js, &self.stream, LIMIT).await;
-        let _ = &self.nats;
-    }
-
-    /// Every message handed out again (same stream sequences): the rows must not change.
-    async fn redeliver_everything(&mut self, table: &str) {
-        let before = self.db.count(table).await;
-        self.stop().await;
-        self.js.get_stream(&self.stream.jetstream).await.unwrap().delete_consumer(&self.stream.consumer).await.unwrap();
-        self.start();
-        self.drained().await;
-        let info = self
-            .js
-            .get_stream(&self.stream.jetstream)
-            .await
-            .unwrap()
-            .consumer_info(&self.stream.consumer)
-            .await
-            .unwrap();
-        assert!(info.delivered.stream_sequence > 0, "messages were delivered again: {info:?}");
-        assert_eq!(self.db.count(table).await, before, "a redelivery added rows to {table}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,14 @@ pub(super) struct RawDbTls {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawSeriesKey {
+    /// Tag keys left out of the series key.
+    #[serde(default)]
+    pub(super) volatile_tag_keys: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawDatabase {
     /// PostgreSQL URL; env `DATABASE_URL` overrides.
     pub(super) url: Spanned<String>,
@@ -128,6 +136,12 @@ pub(super) struct RawDatabase {
     /// Retention per table (TimescaleDB only), e.g. `timeseries_metrics = "7d"`.
     #[serde(default)]
     pub(super) retention: BTreeMap<String, Spanned<String>>,
+    /// Chunk interval per table (TimescaleDB only), e.g. `logs = "6h"`.
+    #[serde(default)]
+    pub(super) chunk_interval: BTreeMap<String, Spanned<String>>,
+    /// The series identity of `timeseries_metrics`.
+    #[serde(default)]
+    pub(super) series_key: Option<RawSeriesKey>,
     /// How long the idempotency ledger remembers a committed message.
     #[serde(default)]
     pub(super) ledger_retention: Option<Spanned<String>>,

@@ -176,6 +176,11 @@ pub struct DatabaseConfig {
     pub connect_timeout: Duration,
     /// Retention per table, applied by `migrate` when TimescaleDB is installed.
     pub retention: BTreeMap<String, Duration>,
+    /// Chunk interval per table, applied by `migrate` when TimescaleDB is installed (new chunks only).
+    pub chunk_interval: BTreeMap<String, Duration>,
+    /// `[database.series_key] volatile_tag_keys`: tag keys that never identify a series in `timeseries_metrics`
+    /// (measured values riding as tags); the daemon's key and the SQL function `migrate` installs both use it.
+    pub volatile_tag_keys: Vec<String>,
     /// How long the idempotency ledger (tables without a key of their own) remembers a committed message.
     pub ledger_retention: Duration,
     /// File holding the password; re-read every `password_check`, and the pool rebuilt when it changes.
@@ -199,6 +204,8 @@ impl fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("retention", &self.retention)
+            .field("chunk_interval", &self.chunk_interval)
+            .field("volatile_tag_keys", &self.volatile_tag_keys)
             .field("ledger_retention", &self.ledger_retention)
             .field("password_file", &self.password_file)
             .field("tls", &self.tls)
@@ -482,6 +489,48 @@ impl DatabaseConfig {
     pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
     /// Ten seconds of a single write is worth a line in the log.
     pub const DEFAULT_STALL_WARNING: Duration = Duration::from_secs(10);
+    /// ServiceRadar's list today (migration `20260622183000_fix_timeseries_series_identity_cardinality`, the 19
+    /// keys its BEAM writer and SQL function exclude): byte counters, execution ids, producer stamps, status.
+    pub const DEFAULT_VOLATILE_TAG_KEYS: &[&str] = &[
+        "available",
+        "available_bytes",
+        "buffered_bytes",
+        "cached_bytes",
+        "execution_id",
+        "free_bytes",
+        "metric",
+        "packet_loss",
+        "payload_kind",
+        "producer_id",
+        "producer_kind",
+        "source",
+        "status",
+        "sweep_group_id",
+        "swap_total_bytes",
+        "swap_used_bytes",
+        "total_bytes",
+        "used_bytes",
+        "value",
+    ];
+
+    /// Every default, for tables in `schema` (tests, and decoding without a database: the ingest front's checks).
+    pub fn for_schema(schema: &str) -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            schema: schema.to_owned(),
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            retention: BTreeMap::new(),
+            chunk_interval: BTreeMap::new(),
+            volatile_tag_keys: Self::DEFAULT_VOLATILE_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+            ledger_retention: Self::DEFAULT_LEDGER_RETENTION,
+            password_file: None,
+            password_check: Self::DEFAULT_PASSWORD_CHECK,
+            tls: None,
+            statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
+            stall_warning: Self::DEFAULT_STALL_WARNING,
+        }
+    }
 }
 
 impl DaemonConfig {
@@ -537,6 +586,8 @@ pub struct Defaults {
     pub batch: Vec<(ProcessorKind, BatchDefaults)>,
     /// Tables `[database.retention]` may set, with their default retention (ServiceRadar's).
     pub retention: Vec<(&'static str, Duration)>,
+    /// Tables `[database.chunk_interval]` may set, with their default chunk interval (ServiceRadar's).
+    pub chunk_interval: Vec<(&'static str, Duration)>,
 }
 
 impl Defaults {

@@ -124,6 +124,32 @@ fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Re
         }
         retention.insert(table.clone(), duration(at, value, &key)?);
     }
+    let mut chunk_interval: BTreeMap<String, Duration> =
+        defaults.chunk_interval.iter().map(|(t, d)| ((*t).to_owned(), *d)).collect();
+    for (table, value) in &db.chunk_interval {
+        let key = format!("database.chunk_interval.{table}");
+        if !chunk_interval.contains_key(table) {
+            let known: Vec<&str> = defaults.chunk_interval.iter().map(|(t, _)| *t).collect();
+            return Err(at.err(value.span(), key, format!("unknown table; known: {}", known.join(", "))));
+        }
+        chunk_interval.insert(table.clone(), duration(at, value, &key)?);
+    }
+    let volatile_tag_keys = match db.series_key.and_then(|k| k.volatile_tag_keys) {
+        Some(keys) => {
+            let mut seen = std::collections::BTreeSet::new();
+            for k in &keys {
+                let key = "database.series_key.volatile_tag_keys";
+                if k.get_ref().is_empty() {
+                    return Err(at.err(k.span(), key, "an empty tag key"));
+                }
+                if !seen.insert(k.get_ref().as_str()) {
+                    return Err(at.err(k.span(), key, format!("{:?} is listed twice", k.get_ref())));
+                }
+            }
+            keys.into_iter().map(Spanned::into_inner).collect()
+        }
+        None => DatabaseConfig::DEFAULT_VOLATILE_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+    };
     let password_check = opt_duration(at, db.password_check.as_ref(), "database.password_check")?
         .unwrap_or(DatabaseConfig::DEFAULT_PASSWORD_CHECK);
     let ledger_retention = opt_duration(at, db.ledger_retention.as_ref(), "database.ledger_retention")?
@@ -138,6 +164,8 @@ fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Re
         pool_size,
         connect_timeout,
         retention,
+        chunk_interval,
+        volatile_tag_keys,
         ledger_retention,
         password_file: db.password_file.map(|p| PathBuf::from(p.into_inner())),
         password_check,

@@ -42,11 +42,16 @@ use writer::Writer;
 
 /// The metric series of a stream: its names, its processor's tables, every dead-letter class.
 pub fn series(cfg: &StreamConfig) -> crate::metrics::StreamSeries<'_> {
-    series_of(&cfg.name, cfg.processor.name(), cfg.processor.tables())
+    series_of(&cfg.name, cfg.processor.name(), cfg.processor.tables(), cfg.processor.skips())
 }
 
-fn series_of<'a>(stream: &'a str, processor: &'a str, tables: &'a [&'a str]) -> crate::metrics::StreamSeries<'a> {
-    crate::metrics::StreamSeries { stream, processor, tables, classes: &crate::dlq::DlqClass::NAMES }
+fn series_of<'a>(
+    stream: &'a str,
+    processor: &'a str,
+    tables: &'a [&'a str],
+    skips: &'a [&'a str],
+) -> crate::metrics::StreamSeries<'a> {
+    crate::metrics::StreamSeries { stream, processor, tables, classes: &crate::dlq::DlqClass::NAMES, skips }
 }
 
 /// How often a stream checks that its consumer is still the one it set up (created again: the task restarts).
@@ -63,7 +68,7 @@ pub async fn run_stream(cfg: &StreamConfig, shared: &Shared, shutdown: &Cancella
         type Output = BoxFuture<'a, Result<(), StreamError>>;
         fn visit<P: Processor>(self) -> Self::Output {
             // Monomorphised per processor: the pipeline knows its row type at compile time.
-            Box::pin(pipeline(P::new(&self.shared.database.schema), self.cfg, self.shared, self.shutdown))
+            Box::pin(pipeline(P::new(&self.shared.database), self.cfg, self.shared, self.shutdown))
         }
     }
     dispatch(cfg.processor, Run { cfg, shared, shutdown }).await
@@ -99,7 +104,7 @@ async fn pipeline<P: Processor>(
     let identity: Arc<str> = Arc::from(crate::ledger::identity(&cfg.jetstream, epoch));
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, identity = %identity, "consuming");
 
-    let metrics = shared.metrics.stream(series_of(&cfg.name, P::NAME, P::TABLES));
+    let metrics = shared.metrics.stream(series_of(&cfg.name, P::NAME, P::TABLES, P::SKIPS));
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         database: shared.database.clone(),

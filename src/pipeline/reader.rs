@@ -18,7 +18,7 @@ use super::queue::Queue;
 use super::settler::{Arrival, Settler};
 use crate::breaker::State;
 use crate::dlq::{DlqClass, Origin};
-use crate::processor::{Incoming, Limits, Processor, Rows};
+use crate::processor::{Headers, Incoming, Limits, Processor, Rows};
 
 /// Bytes a pull may overshoot the room by: one message at the server's limit always fits a request.
 const HEADROOM: usize = 64 * 1024;
@@ -185,12 +185,17 @@ impl<P: Processor> Reader<'_, P> {
             published: published_at(published_ns),
             stream,
             sequence,
+            headers: Headers::of(arrival.headers.as_ref()),
+            reply: arrival.reply.as_str(),
         };
         let before = batcher.row_count();
         let limits = Limits::for_payload(arrival.payload.len(), cfg.max_rows_per_message, cfg.max_expansion);
         let mut rows = Rows::new(batcher.rows_mut(), limits);
         match self.processor.decode(&incoming, &mut rows) {
             Ok(()) => {
+                for (reason, n) in rows.skipped() {
+                    m.rows_skipped(reason, *n);
+                }
                 let row_bytes = rows.bytes();
                 let link =
                     if self.ctx.tracer.is_on() { crate::traces::link_of(arrival.headers.as_ref()) } else { None };

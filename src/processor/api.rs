@@ -3,14 +3,14 @@
 //! [`DecodeError`]. Every processor implements this and imports nothing from its siblings but the shared helpers
 //! ([`super::json`], [`super::otlp`], [`super::proto`]).
 //!
-//! Uses the config types only.
+//! Uses the config types only (and async-nats' header map, read through [`Headers`]).
 
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use crate::config::BatchDefaults;
+pub use crate::config::{BatchDefaults, DatabaseConfig};
 
 /// What a processor sees of one JetStream message.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,65 @@ pub struct Incoming<'a> {
     pub stream: &'a str,
     /// Its sequence in that stream: with `stream`, an identity that survives redelivery.
     pub sequence: u64,
+    /// Its NATS headers.
+    pub headers: Headers<'a>,
+    /// The JetStream reply (ack) subject of this delivery (`""` outside a delivery).
+    pub reply: &'a str,
+}
+
+impl<'a> Incoming<'a> {
+    /// A message with no headers and no reply subject (tests, the ingest front's validation).
+    pub fn bare(subject: &'a str, payload: &'a [u8], published: DateTime<Utc>, stream: &'a str, sequence: u64) -> Self {
+        Incoming { subject, payload, published, stream, sequence, headers: Headers::NONE, reply: "" }
+    }
+
+    /// Who ingested it, from ServiceRadar's `Sr-*` headers (reference-today §7): `""` for each one absent.
+    pub fn attribution(&self) -> Attribution<'a> {
+        Attribution {
+            identity: self.headers.get("Sr-Ingest-Identity").unwrap_or(""),
+            agent_id: self.headers.get("Sr-Agent-Id").unwrap_or(""),
+            partition: self.headers.get("Sr-Partition").unwrap_or(""),
+        }
+    }
+}
+
+/// A message's NATS headers, as a processor reads them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Headers<'a>(Option<&'a async_nats::HeaderMap>);
+
+impl<'a> Headers<'a> {
+    /// No headers.
+    pub const NONE: Headers<'static> = Headers(None);
+
+    /// The headers of a delivered message.
+    pub fn of(map: Option<&'a async_nats::HeaderMap>) -> Self {
+        Headers(map)
+    }
+
+    /// The first value of `name`: an exact match, else one that differs only in ASCII case (the Go writer reads
+    /// headers exactly, the Elixir writer ignoring case; a publisher spelling `sr-agent-id` is still heard).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        let map = self.0?;
+        if let Some(v) = map.get(name) {
+            return Some(v.as_str());
+        }
+        map.iter()
+            .find(|(k, _)| AsRef::<str>::as_ref(k).eq_ignore_ascii_case(name))
+            .and_then(|(_, values)| values.first())
+            .map(|v| v.as_str())
+    }
+}
+
+/// The `Sr-Ingest-Identity`, `Sr-Agent-Id` and `Sr-Partition` headers of a message, for the `ingest_identity`,
+/// `ingest_agent_id` and `ingest_partition` columns (`""` when absent, as the columns' defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attribution<'a> {
+    /// `Sr-Ingest-Identity`.
+    pub identity: &'a str,
+    /// `Sr-Agent-Id`.
+    pub agent_id: &'a str,
+    /// `Sr-Partition`.
+    pub partition: &'a str,
 }
 
 /// Why a payload can never become rows. Never retried: the message is dead-lettered (class `decode`, or `limit`
@@ -95,13 +154,28 @@ pub struct Rows<'a, R> {
     start: usize,
     bytes: usize,
     limits: Limits,
+    skipped: Vec<(&'static str, u64)>,
 }
 
 impl<'a, R: RowSize> Rows<'a, R> {
     /// This message's rows go after what `rows` holds already (the open batch).
     pub fn new(rows: &'a mut Vec<R>, limits: Limits) -> Self {
         let start = rows.len();
-        Rows { rows, start, bytes: 0, limits }
+        Rows { rows, start, bytes: 0, limits, skipped: Vec::new() }
+    }
+
+    /// Records that part of the message becomes no row by the processor's rules (`reason`, one of
+    /// [`Processor::SKIPS`]); the pipeline counts it in `rows_skipped_total` and the message's other rows go on.
+    pub fn skip(&mut self, reason: &'static str) {
+        match self.skipped.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.skipped.push((reason, 1)),
+        }
+    }
+
+    /// What [`Rows::skip`] recorded for this message.
+    pub fn skipped(&self) -> &[(&'static str, u64)] {
+        &self.skipped
     }
 
     /// Appends one row, or refuses it when the message would exceed a limit.
@@ -159,12 +233,16 @@ pub trait Processor: Send + Sync + Sized + 'static {
     const RETENTION: &'static [(&'static str, Duration)];
     /// Whether its idempotency comes from the ledger (its table has no key of its own).
     const LEDGER: bool = false;
+    /// Default TimescaleDB chunk interval of each of its tables, for `[database.chunk_interval]` (ServiceRadar's).
+    const CHUNK_INTERVAL: &'static [(&'static str, Duration)] = &[];
+    /// Why it may turn part of a message into no row ([`Rows::skip`]), for `rows_skipped_total`.
+    const SKIPS: &'static [&'static str] = &[];
 
     /// One table row (or a row for one of its tables).
     type Row: RowSize + Send + Sync + 'static;
 
-    /// The processor, writing to tables in `schema`.
-    fn new(schema: &str) -> Self;
+    /// The processor, for the tables of `database` (their schema, the series-key rules).
+    fn new(database: &DatabaseConfig) -> Self;
 
     /// Which of [`Processor::TABLES`] a row goes to (for metrics).
     fn table_of(_row: &Self::Row) -> usize {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::api::{BatchDefaults, DatabaseConfig, DecodeError, Incoming, Processor, RowSize, Rows};
 use crate::processor::json::{clean_jsonb, clean_text, each_object, parse_timestamp, text_or_number};
 use crate::sql::qualified;
 
@@ -112,11 +112,13 @@ impl Processor for Events {
     const BATCH: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_secs(1) };
     /// ServiceRadar's: 14 days.
     const RETENTION: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(14 * 86_400))];
+    /// ServiceRadar's (its DataRetentionWorker's defaults).
+    const CHUNK_INTERVAL: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(6 * 3600))];
 
     type Row = EventRow;
 
-    fn new(schema: &str) -> Self {
-        let table = qualified(schema, TABLE);
+    fn new(database: &DatabaseConfig) -> Self {
+        let table = qualified(&database.schema, TABLE);
         let insert_sql = format!(
             "INSERT INTO {table} (id, time, class_uid, category_uid, type_uid, activity_id, activity_name, severity_id, \
              severity, message, status_id, status, status_code, status_detail, metadata, observables, trace_id, span_id, \
@@ -295,9 +297,11 @@ mod tests {
             published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
             stream: "events",
             sequence: 1,
+            headers: crate::processor::api::Headers::NONE,
+            reply: "",
         };
         let mut rows = Vec::new();
-        Events::new("platform")
+        Events::new(&crate::config::DatabaseConfig::for_schema("platform"))
             .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
             .map(|()| rows)
     }

@@ -143,13 +143,23 @@ fn payloads_up_to_a_mebibyte_decode() {
     let msg = message("otel.traces.raw", &payload);
     let mut rows = Vec::new();
     let limits = Limits::for_payload(payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
-    super::otel::Otel::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap();
+    super::otel::Otel::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut rows, limits))
+        .unwrap();
     assert_eq!(rows.len(), 4000);
 }
 
 /// A message of `subject` as a decoder sees it (stream "events", sequence 1, published now).
 fn message<'a>(subject: &'a str, payload: &'a [u8]) -> Incoming<'a> {
-    Incoming { subject, payload, published: Utc::now(), stream: "events", sequence: 1 }
+    Incoming {
+        subject,
+        payload,
+        published: Utc::now(),
+        stream: "events",
+        sequence: 1,
+        headers: crate::processor::api::Headers::NONE,
+        reply: "",
+    }
 }
 
 /// Runs `f` on a thread with a stack of `kib` KiB: smaller than a tokio worker's 2 MiB, so recursion that would
@@ -175,7 +185,9 @@ fn json_nested_100000_deep_is_an_error_in_every_decoder_not_a_stack_overflow() {
             }
             let mut rows = Vec::new();
             let msg = message("telemetry.x", telemetry.as_bytes());
-            let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap_err();
+            let e = Telemetry::new(&crate::config::DatabaseConfig::for_schema("p"))
+                .decode(&msg, &mut Rows::new(&mut rows, Limits::NONE))
+                .unwrap_err();
             assert!(e.message.contains("nested deeper than 128"), "{depth}: {e}");
         });
     }
@@ -220,7 +232,8 @@ fn protobuf_nested_100000_deep_is_an_error_not_a_stack_overflow() {
             let logs = wrap(1, wrap(2, wrap(2, wrap(5, any.clone()))));
             let mut rows = Vec::new();
             let msg = message("logs.otel", &logs);
-            let result = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE));
+            let result = Logs::new(&crate::config::DatabaseConfig::for_schema("p"))
+                .decode(&msg, &mut Rows::new(&mut rows, Limits::NONE));
             if depth < 33 {
                 result.unwrap();
                 assert_eq!(rows.len(), 1);
@@ -264,7 +277,9 @@ fn small_payloads_cannot_expand_without_bound() {
     let msg = message("logs.otel", &request);
     let limits = Limits::for_payload(request.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
     let mut rows = Vec::new();
-    let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap_err();
+    let e = Logs::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut rows, limits))
+        .unwrap_err();
     assert!(e.over_limit && e.message.contains("max_expansion"), "{e}");
     // The limit stopped it early: far fewer rows were ever made than the message asks for.
     assert!(rows.len() < 100, "{}", rows.len());
@@ -279,14 +294,18 @@ fn small_payloads_cannot_expand_without_bound() {
     .encode_to_vec();
     let msg = message("logs.otel", &tiny);
     let limits = Limits { max_rows: Limits::DEFAULT_MAX_ROWS, max_bytes: usize::MAX };
-    let e = Logs::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), limits)).unwrap_err();
+    let e = Logs::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut Vec::new(), limits))
+        .unwrap_err();
     assert!(e.over_limit && e.message.contains("max_rows_per_message"), "{e}");
 
     // 4,000 tags of 1e99999: each would be a 100,001-digit string.
     let tags: Vec<String> = (0..4000).map(|i| format!("\"t{i}\": 1e99999")).collect();
     let payload = format!(r#"{{"value": 1, "tags": {{{}}}}}"#, tags.join(", "));
     let msg = message("telemetry.x", payload.as_bytes());
-    let e = Telemetry::new("p").decode(&msg, &mut Rows::new(&mut Vec::new(), Limits::NONE)).unwrap_err();
+    let e = Telemetry::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut Vec::new(), Limits::NONE))
+        .unwrap_err();
     assert!(e.over_limit && e.message.contains("exponent beyond"), "{e}");
 }
 
@@ -302,19 +321,18 @@ fn nul_characters_become_the_replacement_character_and_escaped_backslashes_stay(
     let payload = r#"{"value": 1, "agent_id": "a\u0000b", "tags": {"path": "C:\\u0000", "n": "\u0000"}}"#;
     let msg = message("telemetry.x", payload.as_bytes());
     let mut rows = Vec::new();
-    Telemetry::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap();
+    Telemetry::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut rows, Limits::NONE))
+        .unwrap();
     assert_eq!(rows[0].agent_id.as_deref(), Some("a\u{FFFD}b"));
     assert_eq!(rows[0].tags.as_deref(), Some(r#"{"path": "C:\\u0000", "n": "\ufffd"}"#));
 
-    let msg = Incoming {
-        subject: "logs.syslog.processed",
-        payload: br#"{"msg": "a\u0000b", "custom": "c\u0000"}"#,
-        published: Utc::now(),
-        stream: "e",
-        sequence: 1,
-    };
+    let msg =
+        Incoming::bare("logs.syslog.processed", br#"{"msg": "a\u0000b", "custom": "c\u0000"}"#, Utc::now(), "e", 1);
     let mut rows = Vec::new();
-    Logs::new("p").decode(&msg, &mut Rows::new(&mut rows, Limits::NONE)).unwrap();
+    Logs::new(&crate::config::DatabaseConfig::for_schema("p"))
+        .decode(&msg, &mut Rows::new(&mut rows, Limits::NONE))
+        .unwrap();
     assert_eq!(rows[0].body, "a\u{FFFD}b");
     assert_eq!(rows[0].attributes, r#"{"custom":"c\ufffd"}"#);
 }

@@ -28,7 +28,7 @@ pub mod sweep;
 pub mod telemetry;
 
 pub use crate::config::ProcessorKind;
-pub use api::{BatchDefaults, DecodeError, Incoming, Limits, Processor, RowSize, Rows};
+pub use api::{Attribution, BatchDefaults, DecodeError, Headers, Incoming, Limits, Processor, RowSize, Rows};
 
 /// Something done with one processor type; [`dispatch`] chooses the type.
 pub trait Visit {
@@ -63,6 +63,10 @@ pub struct Info {
     pub retention: &'static [(&'static str, Duration)],
     /// [`Processor::LEDGER`].
     pub ledger: bool,
+    /// [`Processor::CHUNK_INTERVAL`].
+    pub chunk_interval: &'static [(&'static str, Duration)],
+    /// [`Processor::SKIPS`].
+    pub skips: &'static [&'static str],
 }
 
 /// The constants of `kind`'s processor.
@@ -71,7 +75,15 @@ pub fn info(kind: ProcessorKind) -> Info {
     impl Visit for Of {
         type Output = Info;
         fn visit<P: Processor>(self) -> Info {
-            Info { name: P::NAME, tables: P::TABLES, batch: P::BATCH, retention: P::RETENTION, ledger: P::LEDGER }
+            Info {
+                name: P::NAME,
+                tables: P::TABLES,
+                batch: P::BATCH,
+                retention: P::RETENTION,
+                ledger: P::LEDGER,
+                chunk_interval: P::CHUNK_INTERVAL,
+                skips: P::SKIPS,
+            }
         }
     }
     dispatch(kind, Of)
@@ -92,6 +104,11 @@ impl ProcessorKind {
     pub fn uses_ledger(self) -> bool {
         info(self).ledger
     }
+
+    /// Why it may turn part of a message into no row.
+    pub fn skips(self) -> &'static [&'static str] {
+        info(self).skips
+    }
 }
 
 impl std::fmt::Display for ProcessorKind {
@@ -103,11 +120,17 @@ impl std::fmt::Display for ProcessorKind {
 /// What `streams.toml` takes from the processors: their batch defaults and their tables' retention defaults.
 pub fn defaults() -> crate::config::Defaults {
     let infos = ProcessorKind::ALL.map(|k| (k, info(k)));
-    let mut retention: Vec<(&'static str, Duration)> =
-        infos.iter().flat_map(|(_, i)| i.retention.iter().copied()).collect();
-    retention.sort_by_key(|(t, _)| *t);
-    retention.dedup_by_key(|(t, _)| *t);
-    crate::config::Defaults { batch: infos.iter().map(|(k, i)| (*k, i.batch)).collect(), retention }
+    let per_table = |of: fn(&Info) -> &'static [(&'static str, Duration)]| {
+        let mut all: Vec<(&'static str, Duration)> = infos.iter().flat_map(|(_, i)| of(i).iter().copied()).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all.dedup_by_key(|(t, _)| *t);
+        all
+    };
+    crate::config::Defaults {
+        batch: infos.iter().map(|(k, i)| (*k, i.batch)).collect(),
+        retention: per_table(|i| i.retention),
+        chunk_interval: per_table(|i| i.chunk_interval),
+    }
 }
 
 /// Runs `kind`'s decoder on a payload without keeping the rows (the HTTP ingest front's `validate`), within the
@@ -120,10 +143,11 @@ pub fn validate(kind: ProcessorKind, subject: &str, payload: &[u8], stream: &str
             let mut rows = Vec::new();
             let limits = Limits::for_payload(self.0.payload.len(), Limits::DEFAULT_MAX_ROWS, Limits::DEFAULT_EXPANSION);
             // The schema only names tables in SQL, which decoding never touches.
-            P::new("platform").decode(self.0, &mut Rows::new(&mut rows, limits))
+            P::new(&crate::config::DatabaseConfig::for_schema("platform"))
+                .decode(self.0, &mut Rows::new(&mut rows, limits))
         }
     }
-    let msg = Incoming { subject, payload, published: chrono::Utc::now(), stream, sequence: 1 };
+    let msg = Incoming::bare(subject, payload, chrono::Utc::now(), stream, 1);
     dispatch(kind, Check(&msg))
 }
 

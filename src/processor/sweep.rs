@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, RowSize, Rows};
+use crate::processor::api::{BatchDefaults, DatabaseConfig, DecodeError, Incoming, Processor, RowSize, Rows};
 use crate::processor::json::{clean_jsonb, each_object, parse_timestamp, trimmed_text};
 use crate::sql::qualified;
 
@@ -87,8 +87,8 @@ impl Processor for Sweep {
 
     type Row = SweepRow;
 
-    fn new(schema: &str) -> Self {
-        let table = qualified(schema, TABLE);
+    fn new(database: &DatabaseConfig) -> Self {
+        let table = qualified(&database.schema, TABLE);
         // Port lists go as JSON text: unnest would flatten an int[][] parameter.
         let insert_sql = format!(
             "INSERT INTO {table} (time, host_ip, gateway_id, agent_id, partition, network_cidr, hostname, mac, \
@@ -218,9 +218,11 @@ mod tests {
             published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
             stream: "events",
             sequence: 1,
+            headers: crate::processor::api::Headers::NONE,
+            reply: "",
         };
         let mut rows = Vec::new();
-        Sweep::new("platform")
+        Sweep::new(&crate::config::DatabaseConfig::for_schema("platform"))
             .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
             .map(|()| rows)
     }

@@ -2,6 +2,8 @@
 //! afterwards; helpers to publish, to wait for conditions with a deadline, and to run the daemon.
 #![allow(dead_code)]
 
+pub mod harness;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

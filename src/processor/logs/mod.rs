@@ -23,7 +23,7 @@ mod write;
 pub use row::TABLE;
 pub use row::{LogRow, record_id};
 
-use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, Rows};
+use crate::processor::api::{BatchDefaults, DatabaseConfig, DecodeError, Incoming, Processor, Rows};
 use crate::processor::proto::logs::ExportLogsServiceRequest;
 use crate::sql::copy_or_insert;
 
@@ -42,11 +42,13 @@ impl Processor for Logs {
     const BATCH: BatchDefaults = BatchDefaults { size: 5000, timeout: Duration::from_secs(1) };
     /// ServiceRadar's: 30 days.
     const RETENTION: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(30 * 86_400))];
+    /// ServiceRadar's (its DataRetentionWorker's defaults).
+    const CHUNK_INTERVAL: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(6 * 3600))];
 
     type Row = LogRow;
 
-    fn new(schema: &str) -> Self {
-        Logs { sql: write::Sql::new(schema) }
+    fn new(database: &DatabaseConfig) -> Self {
+        Logs { sql: write::Sql::new(&database.schema) }
     }
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, LogRow>) -> Result<(), DecodeError> {

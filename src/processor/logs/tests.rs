@@ -40,12 +40,14 @@ fn incoming<'a>(subject: &'a str, payload: &'a [u8]) -> Incoming<'a> {
         published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         stream: "events",
         sequence: 42,
+        headers: crate::processor::api::Headers::NONE,
+        reply: "",
     }
 }
 
 fn decode(subject: &str, payload: &[u8]) -> Result<Vec<LogRow>, DecodeError> {
     let mut rows = Vec::new();
-    Logs::new("platform")
+    Logs::new(&crate::config::DatabaseConfig::for_schema("platform"))
         .decode(&incoming(subject, payload), &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
         .map(|()| rows)
 }

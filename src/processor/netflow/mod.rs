@@ -23,7 +23,7 @@ pub use decode::{ip_text, mac_text, protocol_name};
 pub use row::FlowRow;
 pub use row::TABLE;
 
-use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, Rows};
+use crate::processor::api::{BatchDefaults, DatabaseConfig, DecodeError, Incoming, Processor, Rows};
 
 /// The netflow processor.
 #[derive(Debug, Clone)]
@@ -38,13 +38,15 @@ impl Processor for Netflow {
     const BATCH: BatchDefaults = BatchDefaults { size: 1000, timeout: Duration::from_millis(500) };
     /// ServiceRadar's: 90 days.
     const RETENTION: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(90 * 86_400))];
+    /// ServiceRadar's (its DataRetentionWorker's defaults).
+    const CHUNK_INTERVAL: &'static [(&'static str, Duration)] = &[(TABLE, Duration::from_secs(24 * 3600))];
     /// `ocsf_network_activity` has no key of its own.
     const LEDGER: bool = true;
 
     type Row = FlowRow;
 
-    fn new(schema: &str) -> Self {
-        Netflow { sql: write::Sql::new(schema) }
+    fn new(database: &DatabaseConfig) -> Self {
+        Netflow { sql: write::Sql::new(&database.schema) }
     }
 
     fn decode(&self, msg: &Incoming<'_>, rows: &mut Rows<'_, FlowRow>) -> Result<(), DecodeError> {

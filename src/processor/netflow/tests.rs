@@ -45,9 +45,13 @@ fn decode(payload: &[u8]) -> Result<Vec<FlowRow>, DecodeError> {
         published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         stream: "events",
         sequence: 9,
+        headers: crate::processor::api::Headers::NONE,
+        reply: "",
     };
     let mut rows = Vec::new();
-    Netflow::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE)).map(|()| rows)
+    Netflow::new(&crate::config::DatabaseConfig::for_schema("platform"))
+        .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
+        .map(|()| rows)
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use metrics::attributes_key;
 pub use row::{METRICS, TRACES};
 pub use row::{MetricRow, OtelRow, SpanRow};
 
-use crate::processor::api::{BatchDefaults, DecodeError, Incoming, Processor, Rows};
+use crate::processor::api::{BatchDefaults, DatabaseConfig, DecodeError, Incoming, Processor, Rows};
 use crate::processor::proto::metrics::ExportMetricsServiceRequest;
 use crate::processor::proto::trace::ExportTraceServiceRequest;
 
@@ -43,11 +43,14 @@ impl Processor for Otel {
     /// ServiceRadar's: traces 3 days, metrics 30.
     const RETENTION: &'static [(&'static str, Duration)] =
         &[(TRACES, Duration::from_secs(3 * 86_400)), (METRICS, Duration::from_secs(30 * 86_400))];
+    /// ServiceRadar's (its DataRetentionWorker's defaults).
+    const CHUNK_INTERVAL: &'static [(&'static str, Duration)] =
+        &[(TRACES, Duration::from_secs(3600)), (METRICS, Duration::from_secs(24 * 3600))];
 
     type Row = OtelRow;
 
-    fn new(schema: &str) -> Self {
-        Otel { sql: write::Sql::new(schema) }
+    fn new(database: &DatabaseConfig) -> Self {
+        Otel { sql: write::Sql::new(&database.schema) }
     }
 
     fn table_of(row: &OtelRow) -> usize {

@@ -19,9 +19,13 @@ fn decode(subject: &str, payload: &[u8]) -> Result<Vec<OtelRow>, DecodeError> {
         published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         stream: "events",
         sequence: 1,
+        headers: crate::processor::api::Headers::NONE,
+        reply: "",
     };
     let mut rows = Vec::new();
-    Otel::new("platform").decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE)).map(|()| rows)
+    Otel::new(&crate::config::DatabaseConfig::for_schema("platform"))
+        .decode(&msg, &mut Rows::new(&mut rows, crate::processor::api::Limits::NONE))
+        .map(|()| rows)
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
@@ -113,16 +117,20 @@ fn only_the_message_own_metric_rows_are_checked_not_the_whole_open_batch() {
         published: Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(),
         stream: "events",
         sequence: 1,
+        headers: crate::processor::api::Headers::NONE,
+        reply: "",
     };
     let mut rows = Vec::new();
     let limits = crate::processor::api::Limits::NONE;
-    Otel::new("platform").decode(&msg, &mut Rows::new(&mut rows, limits)).unwrap();
+    Otel::new(&crate::config::DatabaseConfig::for_schema("platform"))
+        .decode(&msg, &mut Rows::new(&mut rows, limits))
+        .unwrap();
     // The open batch's rows are not this message's: decoding appends after them and touches none.
     if let OtelRow::Metric(m) = &mut rows[0] {
         m.span_name = "earlier".into();
     }
     let mut sink = Rows::new(&mut rows, limits);
-    Otel::new("platform").decode(&msg, &mut sink).unwrap();
+    Otel::new(&crate::config::DatabaseConfig::for_schema("platform")).decode(&msg, &mut sink).unwrap();
     assert_eq!(sink.added().len(), 1);
     assert_eq!(rows.len(), 2);
     assert!(matches!(&rows[0], OtelRow::Metric(m) if &*m.span_name == "earlier"));

@@ -1,4 +1,4 @@
-//! Telemetry JSON as publishers send it (reference §8.3): one metric object or an array of them, with
+//! Telemetry JSON (May 2026's format, still taken from older publishers) as publishers send it (reference §8.3): one metric object or an array of them, with
 //! ServiceRadar's camelCase aliases, numbers that may be strings, flexible timestamps, and tags that may be a
 //! string holding JSON.
 //!
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::row::MetricRow;
-use super::series_key::{SeriesIdentity, series_key};
+use super::series_key::{SeriesIdentity, Volatile, series_key};
 use crate::processor::api::{DecodeError, Incoming, Rows};
 use crate::processor::json::{clean_jsonb, clean_text, jsonb_each_text, parse_f64, parse_timestamp};
 
@@ -54,16 +54,16 @@ struct RawMetric<'a> {
 }
 
 /// Appends the rows of one message.
-pub fn decode(msg: &Incoming<'_>, rows: &mut Rows<'_, MetricRow>) -> Result<(), DecodeError> {
+pub fn decode(msg: &Incoming<'_>, rows: &mut Rows<'_, MetricRow>, volatile: &Volatile) -> Result<(), DecodeError> {
     let text = std::str::from_utf8(msg.payload).map_err(|e| DecodeError::new(format!("payload is not UTF-8: {e}")))?;
     let first = text.trim_start().as_bytes().first().copied();
     match first {
-        Some(b'{') => rows.push(decode_metric(text, msg)?)?,
+        Some(b'{') => rows.push(decode_metric(text, msg, volatile)?)?,
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(json_error)?;
             rows.reserve(items.len());
             for (i, item) in items.into_iter().enumerate() {
-                let row = decode_metric(item.get(), msg).map_err(|e| e.prefixed(format_args!("[{i}]: ")))?;
+                let row = decode_metric(item.get(), msg, volatile).map_err(|e| e.prefixed(format_args!("[{i}]: ")))?;
                 rows.push(row)?;
             }
         }
@@ -76,7 +76,7 @@ fn json_error(e: serde_json::Error) -> DecodeError {
     DecodeError::new(format!("bad JSON: {e}"))
 }
 
-fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeError> {
+fn decode_metric(text: &str, msg: &Incoming<'_>, volatile: &Volatile) -> Result<MetricRow, DecodeError> {
     let raw: RawMetric<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         // Only on the error path: run again with path tracking so the message names the field.
@@ -128,6 +128,7 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
         partition: raw.partition,
         scale,
         is_delta: raw.is_delta.unwrap_or(false),
+        counter_width: None,
         target_device_ip: raw.target_device_ip,
         if_index,
         metadata,
@@ -148,7 +149,7 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
     {
         clean_text(value);
     }
-    let series_key = series_key(&SeriesIdentity {
+    let identity = SeriesIdentity {
         metric_type: Some(&row.metric_type),
         metric_name: Some(&row.metric_name),
         partition: row.partition.as_deref(),
@@ -156,8 +157,9 @@ fn decode_metric(text: &str, msg: &Incoming<'_>) -> Result<MetricRow, DecodeErro
         device_id: row.device_id.as_deref(),
         target_device_ip: row.target_device_ip.as_deref(),
         if_index: row.if_index,
-        tag_texts: tags.as_ref().map(|t| &t.texts),
-    });
+    };
+    let tag_texts = tags.iter().flat_map(|t| t.texts.iter()).map(|(k, v)| (k.as_str(), v.as_deref()));
+    let series_key = series_key(&identity, tag_texts, volatile);
     Ok(MetricRow { series_key, ..row })
 }
 

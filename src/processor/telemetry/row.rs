@@ -36,6 +36,8 @@ pub struct MetricRow {
     pub scale: Option<f64>,
     /// Counter delta.
     pub is_delta: bool,
+    /// SNMP counter width in bits (32, 64), for wrap-aware rates.
+    pub counter_width: Option<i32>,
     /// Target device IP.
     pub target_device_ip: Option<String>,
     /// Interface index.
@@ -49,8 +51,8 @@ pub struct MetricRow {
 impl RowSize for MetricRow {
     fn size(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        // timestamp, value, scale, is_delta, if_index
-        40 + self.gateway_id.len()
+        // timestamp, value, scale, is_delta, if_index, counter_width
+        48 + self.gateway_id.len()
             + opt(&self.agent_id)
             + self.metric_name.len()
             + self.metric_type.len()

@@ -1,9 +1,9 @@
-//! `series_key`: the md5 identity of a series, computed exactly as ServiceRadar's SQL
-//! `build_timeseries_series_key` computes it (reference §8.2), so a redelivered sample hits the primary key.
+//! `series_key`: the md5 identity of a series, computed exactly as the SQL `build_timeseries_series_key` that
+//! `migrate` installs computes it (reference §8.2, reference-today §3.2), so a redelivered sample hits the
+//! primary key. Which tag keys never identify a series is configuration ([`Volatile`], from
+//! `[database.series_key] volatile_tag_keys`); the SQL function is installed from the same list.
 //!
 //! Uses nothing of the project but [`crate::hex`].
-
-use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
 
@@ -24,12 +24,26 @@ pub struct SeriesIdentity<'a> {
     pub target_device_ip: Option<&'a str>,
     /// `if_index`.
     pub if_index: Option<i32>,
-    /// Each tag's value as `jsonb_each_text` gives it (None for JSON null).
-    pub tag_texts: Option<&'a BTreeMap<String, Option<String>>>,
 }
 
-/// Tag keys that never identify a series.
-const UNSTABLE_TAGS: [&str; 3] = ["available", "metric", "packet_loss"];
+/// The tag keys left out of the key, sorted for binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Volatile(Vec<String>);
+
+impl Volatile {
+    /// From the configured list.
+    pub fn new(keys: &[String]) -> Self {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        Volatile(keys)
+    }
+
+    /// Whether `key` is left out.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.binary_search_by(|k| k.as_str().cmp(key)).is_ok()
+    }
+}
 
 /// `<len(prefix+name)>:<prefix><name>=<len(value)>:<value>`, without `write!` (once per component of every row).
 fn push_item(out: &mut String, prefix: &str, name: &str, value: &str) {
@@ -58,8 +72,13 @@ fn push_decimal(out: &mut String, mut n: usize) {
 }
 
 /// md5 (lower-case hex) of the `|`-joined non-NULL components, as in reference §8.2. Blank means empty after
-/// trimming spaces only (SQL `btrim`); tags are ordered by key bytes (`COLLATE "C"`).
-pub fn series_key(id: &SeriesIdentity<'_>) -> String {
+/// trimming spaces only (SQL `btrim`). `tags` are each tag's key and value as `jsonb_each_text` gives it (None for
+/// JSON null), **ordered by key bytes** (`COLLATE "C"`), as a `BTreeMap` iterates.
+pub fn series_key<'t>(
+    id: &SeriesIdentity<'_>,
+    tags: impl IntoIterator<Item = (&'t str, Option<&'t str>)>,
+    volatile: &Volatile,
+) -> String {
     let mut key = String::with_capacity(128);
     let mut push = |name: &str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.trim_matches(' ').is_empty()) {
@@ -77,24 +96,24 @@ pub fn series_key(id: &SeriesIdentity<'_>) -> String {
     push("target_device_ip", id.target_device_ip);
     push("if_index", id.if_index.map(|i| i.to_string()).as_deref());
     // stable_tags: one component per kept tag, '|'-joined, as a single (possibly absent) item.
-    let mut tags = String::new();
-    for (k, v) in id.tag_texts.into_iter().flatten() {
-        let Some(v) = v.as_deref().filter(|v| !v.trim_matches(' ').is_empty()) else {
+    let mut stable = String::new();
+    for (k, v) in tags {
+        let Some(v) = v.filter(|v| !v.trim_matches(' ').is_empty()) else {
             continue;
         };
-        if UNSTABLE_TAGS.contains(&k.as_str()) {
+        if volatile.contains(k) {
             continue;
         }
-        if !tags.is_empty() {
-            tags.push('|');
+        if !stable.is_empty() {
+            stable.push('|');
         }
-        push_item(&mut tags, "tag:", k, v);
+        push_item(&mut stable, "tag:", k, v);
     }
-    if !tags.is_empty() {
+    if !stable.is_empty() {
         if !key.is_empty() {
             key.push('|');
         }
-        key.push_str(&tags);
+        key.push_str(&stable);
     }
     crate::hex::encode(&Md5::digest(key.as_bytes()))
 }

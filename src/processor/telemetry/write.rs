@@ -22,18 +22,18 @@ impl Sql {
         // One statement per batch: column arrays unnested server-side; the primary key makes it idempotent.
         let insert_sql = format!(
             "INSERT INTO {table} (timestamp, gateway_id, agent_id, metric_name, metric_type, device_id, value, unit, \
-             tags, partition, scale, is_delta, target_device_ip, if_index, metadata, series_key) \
+             tags, partition, scale, is_delta, target_device_ip, if_index, metadata, series_key, counter_width) \
              SELECT t.ts, t.gw, t.agent, t.name, t.kind, t.device, t.value, t.unit, t.tags::jsonb, t.part, t.scale, \
-             t.delta, t.ip, t.ifx, t.meta::jsonb, t.sk \
+             t.delta, t.ip, t.ifx, t.meta::jsonb, t.sk, t.width \
              FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
              $7::float8[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::bool[], $13::text[], \
-             $14::int4[], $15::text[], $16::text[]) \
-             AS t(ts, gw, agent, name, kind, device, value, unit, tags, part, scale, delta, ip, ifx, meta, sk) \
+             $14::int4[], $15::text[], $16::text[], $17::int4[]) \
+             AS t(ts, gw, agent, name, kind, device, value, unit, tags, part, scale, delta, ip, ifx, meta, sk, width) \
              ON CONFLICT (timestamp, gateway_id, series_key) DO NOTHING"
         );
         let copy_sql = format!(
             "COPY {table} (timestamp, gateway_id, agent_id, metric_name, metric_type, device_id, value, unit, tags, \
-             partition, scale, is_delta, target_device_ip, if_index, metadata, series_key) FROM STDIN BINARY"
+             partition, scale, is_delta, target_device_ip, if_index, metadata, series_key, counter_width) FROM STDIN BINARY"
         );
         Sql { copy_sql, insert_sql }
     }
@@ -47,7 +47,7 @@ impl Sql {
     ) -> Result<u64, tokio_postgres::Error> {
         use tokio_postgres::binary_copy::BinaryCopyInWriter;
         use tokio_postgres::types::Type;
-        const TYPES: [Type; 16] = [
+        const TYPES: [Type; 17] = [
             Type::TIMESTAMPTZ,
             Type::TEXT,
             Type::TEXT,
@@ -64,6 +64,7 @@ impl Sql {
             Type::INT4,
             Type::JSONB,
             Type::TEXT,
+            Type::INT4,
         ];
         let sink = tx.copy_in(&self.copy_sql).await?;
         let writer = BinaryCopyInWriter::new(sink, &TYPES);
@@ -90,6 +91,7 @@ impl Sql {
                     &r.if_index,
                     &metadata,
                     &r.series_key,
+                    &r.counter_width,
                 ])
                 .await?;
         }
@@ -120,6 +122,7 @@ impl Sql {
         let if_index: Vec<Option<i32>> = rows.iter().map(|r| r.if_index).collect();
         let metadata = col(|r| r.metadata.as_deref());
         let series = col(|r| Some(&r.series_key));
+        let width: Vec<Option<i32>> = rows.iter().map(|r| r.counter_width).collect();
         tx.execute(
             &stmt,
             &[
@@ -139,6 +142,7 @@ impl Sql {
                 &if_index,
                 &metadata,
                 &series,
+                &width,
             ],
         )
         .await
