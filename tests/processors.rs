@@ -91,7 +91,7 @@ async fn logs_json_and_otlp_become_rows_once() {
     assert_eq!(row.get::<_, i32>(1), 13);
     assert_eq!(row.get::<_, String>(2), "collector");
     assert_eq!(row.get::<_, String>(3), "otel");
-    assert_eq!(row.get::<_, String>(4), "service.name=collector");
+    assert_eq!(row.get::<_, String>(4), r#"{"service.name":"collector"}"#, "typed JSON, as ServiceRadar stores it");
     let snmp: String = client
         .query_one("SELECT source FROM platform.logs WHERE attributes LIKE '%varbinds%'", &[])
         .await
@@ -256,7 +256,10 @@ async fn otel_traces_and_metrics_become_rows_once() {
     let s = |suffix: &str| h.stream.subject(suffix);
     h.publish(vec![
         (s("otel.traces.raw"), spans.encode_to_vec()),
+        // ServiceRadar's sample carries ids that are no ids: a span nobody can key, dead-lettered with the reason.
         (s("otel.traces"), sample("16_otel.traces__elixir_otel_traces_test_json.json")),
+        // OTLP on otel.metrics → otel_metrics (span samples), on otel.metrics.raw → otel_metric_points.
+        (s("otel.metrics"), metrics.encode_to_vec()),
         (s("otel.metrics.raw"), metrics.encode_to_vec()),
         (s("otel.metrics"), sample("15_otel.metrics__elixir_otel_metrics_test_json.json")),
         (
@@ -268,8 +271,13 @@ async fn otel_traces_and_metrics_become_rows_once() {
     .await;
     h.start();
     h.drained().await;
-    assert_eq!(h.db.count("otel_traces").await, 4);
+    assert_eq!(h.db.count("otel_traces").await, 3);
     assert_eq!(h.db.count("otel_metrics").await, 4, "two OTLP points, sample 15, one derived");
+    assert_eq!(h.db.count("otel_metric_points").await, 2, "the same two points, keyed by their attributes' hash");
+    let letters = dead_letters(&h.js, &h.stream.name).await;
+    let reasons: Vec<&str> = letters.iter().map(|l| l.header("Dlq-Reason")).collect();
+    assert_eq!(letters.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("valid trace_id and span_id")), "{reasons:?}");
     let client = h.db.client().await;
     let routes: Vec<String> = client
         .query(
@@ -288,6 +296,7 @@ async fn otel_traces_and_metrics_become_rows_once() {
     assert!(slow);
     h.redeliver_everything("otel_traces").await;
     assert_eq!(h.db.count("otel_metrics").await, 4);
+    assert_eq!(h.db.count("otel_metric_points").await, 2);
     h.stop().await;
 }
 

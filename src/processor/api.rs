@@ -74,6 +74,38 @@ impl<'a> Headers<'a> {
     }
 }
 
+/// [`Attribution`] owned, made once per message and shared by its rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestColumns {
+    /// `ingest_identity`.
+    pub identity: std::sync::Arc<str>,
+    /// `ingest_agent_id`.
+    pub agent_id: std::sync::Arc<str>,
+    /// `ingest_partition`.
+    pub partition: std::sync::Arc<str>,
+}
+
+impl IngestColumns {
+    /// Bytes they add to a row.
+    pub fn len(&self) -> usize {
+        self.identity.len() + self.agent_id.len() + self.partition.len()
+    }
+
+    /// Whether all three are empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Attribution<'_> {
+    /// The columns, NUL-free, for the rows of this message.
+    pub fn columns(&self) -> IngestColumns {
+        // NUL → U+FFFD, as every text column (json::clean_text, which depends on this module).
+        let col = |s: &str| -> std::sync::Arc<str> { std::sync::Arc::from(s.replace('\0', "\u{FFFD}")) };
+        IngestColumns { identity: col(self.identity), agent_id: col(self.agent_id), partition: col(self.partition) }
+    }
+}
+
 /// The `Sr-Ingest-Identity`, `Sr-Agent-Id` and `Sr-Partition` headers of a message, for the `ingest_identity`,
 /// `ingest_agent_id` and `ingest_partition` columns (`""` when absent, as the columns' defaults).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

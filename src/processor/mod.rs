@@ -28,7 +28,9 @@ pub mod sweep;
 pub mod telemetry;
 
 pub use crate::config::ProcessorKind;
-pub use api::{Attribution, BatchDefaults, DecodeError, Headers, Incoming, Limits, Processor, RowSize, Rows};
+pub use api::{
+    Attribution, BatchDefaults, DecodeError, Headers, Incoming, IngestColumns, Limits, Processor, RowSize, Rows,
+};
 
 /// Something done with one processor type; [`dispatch`] chooses the type.
 pub trait Visit {

@@ -1,15 +1,22 @@
 //! Logs as ServiceRadar's JSON shapes (reference §3.1): syslog/GELF, SNMP traps, OTel-as-JSON, WAF findings,
 //! internal logs, with every rule of the Go writer's normalisation (timestamp keys, body fallbacks, severity
-//! table, reserved keys kept out of `attributes`, service and scope fields, `source` from the subject).
+//! table, reserved keys kept out of `attributes`, service and scope fields, `source` from the subject), and what
+//! ServiceRadar's Elixir writer adds today (reference-today §8): canonical trace and span ids, `source_ip`, the
+//! severity of a bare numeric `level`, its service-name fallbacks, the `serviceradar.ingest` block, redaction,
+//! and the `snmp_severity` normalisation of traps on `logs.snmp`.
 //!
-//! Uses the logs row, the processor api and the shared JSON helpers.
+//! Uses the logs row and its rooms (redaction, source, SNMP), the processor api, the shared JSON helpers and the
+//! OTLP ids.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::redact::{redact_object, redact_text};
 use super::row::{LogRow, clean_row, record_id, severity_name};
-use crate::processor::api::{DecodeError, Incoming, Rows};
+use super::source::{attach_ingest, ingest_block, source_ip};
+use crate::processor::api::{DecodeError, Incoming, IngestColumns, Rows};
 use crate::processor::json::each_object;
+use crate::processor::otlp::id;
 
 /// Top-level keys that are columns (or inputs to them), never merged into `attributes` (reference §8.1).
 pub(super) const RESERVED: &[&str] = &[
@@ -72,7 +79,16 @@ pub(super) const RESERVED: &[&str] = &[
 ];
 
 pub fn decode_json(msg: &Incoming<'_>, rows: &mut Rows<'_, LogRow>) -> Result<(), DecodeError> {
-    each_object(msg.payload, "log", |i, map, _| rows.push(json_row(map, msg, i)?))
+    let ingest = msg.attribution().columns();
+    let snmp = super::snmp::applies(msg.subject);
+    each_object(msg.payload, "log", |i, map, _| {
+        let row = if snmp {
+            json_row(&super::snmp::normalize(map), msg, i, &ingest)?
+        } else {
+            json_row(map, msg, i, &ingest)?
+        };
+        rows.push(row)
+    })
 }
 
 /// A message's top-level object with a 64-bit signature of its keys (length and end bytes): json_row asks for
@@ -107,7 +123,12 @@ fn time_of(map: &Fields<'_>, keys: &[&str]) -> Option<DateTime<Utc>> {
     keys.iter().find_map(|k| crate::processor::json::parse_timestamp_value(map.get(k)?))
 }
 
-fn json_row(object: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Result<LogRow, DecodeError> {
+fn json_row(
+    object: &Map<String, Value>,
+    msg: &Incoming<'_>,
+    index: usize,
+    ingest: &IngestColumns,
+) -> Result<LogRow, DecodeError> {
     let map = &Fields::new(object);
     // Unparseable times fall back to the message's JetStream time: a log is never dropped for its clock.
     let timestamp = time_of(map, &["timestamp", "time", "ts", "@timestamp"]).unwrap_or(msg.published);
@@ -120,18 +141,27 @@ fn json_row(object: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Re
         || attributes_in.as_ref().and_then(|a| a.get("event_type")).and_then(Value::as_str) == Some("waf.finding");
     let (severity_text, severity_number) = severity(map, waf);
 
-    let resource = resource_attributes(map);
-    let from_resource = |key: &str| resource.get(key).and_then(Value::as_str).unwrap_or("");
+    let mut resource = resource_attributes(map);
+    let from_resource = |key: &str| resource.get(key).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
+    // The Go writer's own keys, then the Elixir writer's fallbacks in its order.
     let service_name = str_of(map, &["service.name", "service_name", "service", "serviceName"])
+        .or_else(|| from_resource("service.name"))
+        .or_else(|| str_of(map, &["application_name", "applicationName", "app_name", "appName"]))
         .or_else(|| str_of(map, &["host", "hostname"]))
-        .unwrap_or_else(|| from_resource("service.name"));
+        .or_else(|| from_resource("host.name"))
+        .or_else(|| from_resource("host_name"))
+        .unwrap_or("")
+        .to_owned();
+    let from_resource = |key: &str| resource.get(key).and_then(Value::as_str).unwrap_or("");
     let service_version = str_of(map, &["service.version", "service_version", "serviceVersion"])
-        .unwrap_or_else(|| from_resource("service.version"));
+        .unwrap_or_else(|| from_resource("service.version"))
+        .to_owned();
     let service_instance = str_of(
         map,
         &["service.instance.id", "service.instance", "service_instance", "service_instance_id", "serviceInstance"],
     )
-    .unwrap_or_else(|| from_resource("service.instance.id"));
+    .unwrap_or_else(|| from_resource("service.instance.id"))
+    .to_owned();
 
     let scope_obj = map.get("scope");
     let scope_name = str_of(map, &["scope.name", "scope_name", "scopeName"])
@@ -141,36 +171,44 @@ fn json_row(object: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Re
         .or_else(|| scope_obj.and_then(|s| s.get("version")).and_then(Value::as_str))
         .unwrap_or("");
 
-    // References, not copies: the merged attributes are only written out. A BTreeMap of &str serializes in the
-    // same key order as serde_json's Map, so the text is the same.
-    let mut attributes: std::collections::BTreeMap<&str, &Value> =
-        attributes_in.iter().flat_map(|a| a.iter()).map(|(k, v)| (k.as_str(), v)).collect();
+    // The Go writer's attributes (the payload's, then every top-level key that is no column), with the ingest
+    // block and secrets redacted.
+    let mut attributes: Map<String, Value> = attributes_in.map(std::borrow::Cow::into_owned).unwrap_or_default();
     for (k, v) in object {
         // Sorted (a test checks): a binary search, not ~60 string comparisons per key.
         if RESERVED.binary_search(&k.as_str()).is_ok() || is_empty(v) {
             continue;
         }
-        attributes.insert(k.as_str(), v);
+        attributes.insert(k.clone(), v.clone());
     }
+    attach_ingest(&mut attributes, ingest_block(msg));
+    redact_object(&mut attributes);
+    redact_object(&mut resource);
+    let mut scope_attributes =
+        object_of(map, &["scope_attributes", "scopeAttributes"]).map(std::borrow::Cow::into_owned);
+    if let Some(s) = scope_attributes.as_mut() {
+        redact_object(s);
+    }
+    let id_of = |keys: &[&str], len| id::normalize(str_of(map, keys).unwrap_or("").as_bytes(), len).text();
     let source = source_of(msg.subject, map, waf);
+    let mut body = body_of(map, msg.subject);
+    if let std::borrow::Cow::Owned(redacted) = redact_text(&body) {
+        body = redacted;
+    }
     let mut row = LogRow {
         timestamp,
         id: record_id(msg.stream, msg.sequence, index),
-        trace_id: str_of(map, &["trace_id", "traceId"]).unwrap_or("").to_owned(),
-        span_id: str_of(map, &["span_id", "spanId"]).unwrap_or("").to_owned(),
+        trace_id: id_of(&["trace_id", "traceId"], id::TRACE),
+        span_id: id_of(&["span_id", "spanId"], id::SPAN),
         severity_text,
         severity_number,
-        body: body_of(map, msg.subject),
+        body,
         service_name: service_name.into(),
         service_version: service_version.into(),
         service_instance: service_instance.into(),
         scope_name: scope_name.into(),
         scope_version: scope_version.into(),
-        attributes: if attributes.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&attributes).unwrap_or_default()
-        },
+        attributes: json_text(&attributes),
         resource_attributes: json_text(&resource).into(),
         observed_timestamp: Some(observed),
         trace_flags: map
@@ -180,10 +218,10 @@ fn json_row(object: &Map<String, Value>, msg: &Incoming<'_>, index: usize) -> Re
             .and_then(Value::as_i64)
             .and_then(|f| i32::try_from(f).ok()),
         event_name,
-        scope_attributes: object_of(map, &["scope_attributes", "scopeAttributes"])
-            .map_or_else(String::new, |o| json_text(&o))
-            .into(),
+        scope_attributes: scope_attributes.map_or_else(String::new, |o| json_text(&o)).into(),
         source,
+        source_ip: source_ip(object),
+        ingest: ingest.clone(),
     };
     clean_row(&mut row);
     Ok(row)
@@ -262,8 +300,14 @@ fn body_of(map: &Fields<'_>, subject: &str) -> String {
             _ => {}
         }
     }
+    // The first varbind that is not sysUpTime or the trap OID (those are no message: the Go writer's fallback
+    // took sysUpTime, a bare tick count).
+    const NOT_A_MESSAGE: [&str; 4] =
+        ["1.3.6.1.2.1.1.3.0", ".1.3.6.1.2.1.1.3.0", "1.3.6.1.6.3.1.1.4.1.0", ".1.3.6.1.6.3.1.1.4.1.0"];
     let varbind = map.get("varbinds").and_then(Value::as_array).and_then(|vbs| {
-        vbs.iter().find_map(|vb| vb.get("value").and_then(Value::as_str).filter(|v| !v.trim().is_empty()))
+        vbs.iter()
+            .filter(|vb| !NOT_A_MESSAGE.contains(&vb.get("oid").and_then(Value::as_str).unwrap_or("")))
+            .find_map(|vb| vb.get("value").and_then(Value::as_str).filter(|v| !v.trim().is_empty()))
     });
     if let Some(value) = varbind {
         return value.split_once(':').map_or(value, |(_, rest)| rest).trim().to_owned();
@@ -279,31 +323,44 @@ fn severity(map: &Fields<'_>, waf: bool) -> (String, i32) {
         // An explicit number beside the text is the sender's own statement: keep it.
         return (name, given_number.filter(|n| (1..=24).contains(n)).unwrap_or(number));
     }
-    match map.get("level") {
-        Some(Value::Number(n)) => {
-            let (name, number) = match n.as_i64().unwrap_or(6) {
-                0..=2 => ("FATAL", 23),
-                3 => ("ERROR", 19),
-                4 => ("WARN", 15),
-                7 => ("DEBUG", 7),
-                _ => ("INFO", 11),
-            };
-            return (cased(name, waf), number);
-        }
-        Some(Value::String(s)) if !s.trim().is_empty() => {
-            if let Ok(n) = s.trim().parse::<i64>() {
-                let mut m = Map::new();
-                m.insert("level".into(), Value::from(n));
-                return severity(&Fields::new(&m), waf);
-            }
-            return severity_from_text(s, waf);
-        }
-        _ => {}
+    // A bare numeric (syslog) level: ServiceRadar's `severity_from_level` today (an explicit severity_number
+    // beside it wins).
+    let numeric = match map.get("level") {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f.round() as i64)),
+        Some(Value::String(s)) => leading_integer(s),
+        _ => None,
+    };
+    if let Some(level) = numeric {
+        let (name, number) = match level {
+            0..=2 => ("FATAL", 21),
+            3 => ("ERROR", 19),
+            4 => ("WARN", 15),
+            7 => ("DEBUG", 5),
+            _ => ("INFO", 9),
+        };
+        return (cased(name, waf), given_number.unwrap_or(number));
+    }
+    if let Some(Value::String(s)) = map.get("level")
+        && !s.trim().is_empty()
+    {
+        let (name, number) = severity_from_text(s, waf);
+        return (name, given_number.unwrap_or(number));
     }
     if let Some(n) = given_number {
         return (cased(severity_name(n), waf), n);
     }
     (cased("INFO", waf), 11)
+}
+
+/// The integer a text starts with (`"4"`, `" 6 warn"`), as Elixir's `Integer.parse`.
+fn leading_integer(s: &str) -> Option<i64> {
+    let t = s.trim_start();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 {
+        return None;
+    }
+    t[..t.len() - digits.len() + n].parse().ok()
 }
 
 fn cased(name: &str, waf: bool) -> String {

@@ -15,7 +15,10 @@ use prost::Message as _;
 
 pub mod json;
 pub mod otlp;
+pub mod redact;
 pub mod row;
+pub mod snmp;
+pub mod source;
 #[cfg(test)]
 mod tests;
 mod write;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 
-use crate::processor::api::RowSize;
+use crate::processor::api::{IngestColumns, RowSize};
 use crate::processor::json::{clean_jsonb, clean_text};
 
 /// The table written.
@@ -21,10 +21,10 @@ pub struct LogRow {
     pub timestamp: DateTime<Utc>,
     /// Deterministic UUID (stream, sequence, record index).
     pub id: String,
-    /// Trace id (hex for protobuf input).
-    pub trace_id: String,
-    /// Span id.
-    pub span_id: String,
+    /// Trace id, canonical hex; `None` (NULL) when absent or invalid.
+    pub trace_id: Option<String>,
+    /// Span id, canonical hex; `None` (NULL) when absent or invalid.
+    pub span_id: Option<String>,
     /// `FATAL`/`ERROR`/`WARN`/`INFO`/`DEBUG` (lower-case names for WAF findings).
     pub severity_text: String,
     /// Severity number (INFO = 11, as ServiceRadar stores it).
@@ -41,9 +41,9 @@ pub struct LogRow {
     pub scope_name: Arc<str>,
     /// Instrumentation scope version.
     pub scope_version: Arc<str>,
-    /// Attributes: JSON text for JSON input, `k=v,...` for protobuf input; `""` when none.
+    /// Attributes as JSON (with the `serviceradar.ingest` block, secrets redacted).
     pub attributes: String,
-    /// Resource attributes, same encoding.
+    /// Resource attributes as JSON.
     pub resource_attributes: Arc<str>,
     /// Observation time.
     pub observed_timestamp: Option<DateTime<Utc>>,
@@ -51,17 +51,23 @@ pub struct LogRow {
     pub trace_flags: Option<i32>,
     /// OTel event name.
     pub event_name: String,
-    /// Scope attributes, same encoding.
+    /// Scope attributes as JSON (`""` for an OTLP record without a scope, as the Go writer stores it).
     pub scope_attributes: Arc<str>,
     /// Where the log came from (`syslog`, `snmp`, `otel`, `internal`, ...).
     pub source: String,
+    /// The sender's address found in a JSON log.
+    pub source_ip: Option<String>,
+    /// From the message's `Sr-*` headers.
+    pub ingest: IngestColumns,
 }
 
 impl RowSize for LogRow {
     fn size(&self) -> usize {
         // timestamp, id, severity, observed, flags
-        56 + self.trace_id.len()
-            + self.span_id.len()
+        56 + self.trace_id.as_ref().map_or(0, String::len)
+            + self.span_id.as_ref().map_or(0, String::len)
+            + self.source_ip.as_ref().map_or(0, String::len)
+            + self.ingest.len()
             + self.severity_text.len()
             + self.body.len()
             + self.service_name.len()
@@ -112,7 +118,7 @@ pub fn severity_name(n: i32) -> &'static str {
 /// NULs replaced (see [`crate::processor::json::NUL_REPLACEMENT`]): in text, and, in the JSON columns of a JSON log, the
 /// `\u0000` escapes serde_json writes for them. (Shared OTLP fields are cleaned once, by [`shared`].)
 pub fn clean_row(row: &mut LogRow) {
-    for v in [&mut row.trace_id, &mut row.span_id, &mut row.body, &mut row.event_name, &mut row.source] {
+    for v in [&mut row.body, &mut row.event_name, &mut row.source] {
         clean_text(v);
     }
     for v in [&mut row.service_name, &mut row.service_version, &mut row.service_instance, &mut row.scope_name] {

@@ -52,6 +52,14 @@ fn decode(subject: &str, payload: &[u8]) -> Result<Vec<LogRow>, DecodeError> {
         .map(|()| rows)
 }
 
+/// A row's attributes without the `serviceradar.ingest` block every row carries (checked on its own below).
+fn attrs(r: &LogRow) -> Value {
+    let mut v: Value = serde_json::from_str(&r.attributes).unwrap_or_else(|e| panic!("{}: {e}", r.attributes));
+    let block = v.as_object_mut().unwrap().remove("serviceradar.ingest");
+    assert!(block.is_some(), "every row carries the ingest block: {}", r.attributes);
+    v
+}
+
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(format!("{SAMPLES}{name}")).unwrap_or_else(|e| panic!("sample {name}: {e}"))
 }
@@ -67,7 +75,7 @@ fn sample_03_single_syslog_log() {
     assert_eq!(r.source, "syslog");
     assert_eq!(r.timestamp, Utc.timestamp_opt(1_700_000_000, 0).unwrap());
     assert_eq!(&*r.resource_attributes, r#"{"host":"device-1"}"#);
-    assert_eq!(r.attributes, "");
+    assert_eq!(attrs(r), serde_json::json!({}));
 }
 
 #[test]
@@ -92,20 +100,26 @@ fn sample_05_char_code_body() {
 }
 
 #[test]
-fn sample_07_snmp_source_comes_from_the_subject_and_community_is_dropped() {
+fn sample_07_snmp_trap_is_normalised_as_serviceradar_normalises_logs_snmp() {
     let r = &decode("logs.snmp.processed", &sample("07_logs.snmp.processed__go_test_with_body.json")).unwrap()[0];
     assert_eq!(r.source, "snmp");
-    assert!(r.body.starts_with("I 03/08/26 20:28:41 04911 ntp"));
-    assert!(!r.attributes.contains("community") && !r.attributes.contains("public"), "{}", r.attributes);
-    assert!(r.attributes.contains("varbinds"), "{}", r.attributes);
-    assert_eq!(&*r.resource_attributes, r#"{"source":"192.168.10.154:161"}"#);
+    assert_eq!(&*r.service_name, "snmp");
+    assert!(r.body.contains("I 03/08/26 20:28:41 04911 ntp"), "{}", r.body);
+    assert_eq!(r.source_ip.as_deref(), Some("192.168.10.154"));
+    let a = attrs(r);
+    assert_eq!(a["snmp"]["source"], "192.168.10.154:161", "{a}");
+    assert!(a.get("varbinds").is_some(), "{a}");
 }
 
 #[test]
-fn body_falls_back_to_the_varbind_then_the_subject() {
-    let r = &decode("logs.snmp.processed", br#"{"varbinds": [{"oid": "1.3", "value": "OCTET STRING: hello"}]}"#)
-        .unwrap()[0];
-    assert_eq!(r.body, "hello");
+fn body_falls_back_to_a_varbind_that_is_a_message_then_the_subject() {
+    let r = &decode(
+        "logs.traps",
+        br#"{"varbinds": [{"oid": "1.3.6.1.2.1.1.3.0", "value": "TIMETICKS: 5"},
+        {"oid": "1.3", "value": "OCTET STRING: hello"}]}"#,
+    )
+    .unwrap()[0];
+    assert_eq!(r.body, "hello", "sysUpTime is no message");
     let r = &decode("logs.snmp.processed", br#"{"severity": "low"}"#).unwrap()[0];
     assert_eq!(r.body, "logs.snmp.processed");
 }
@@ -113,13 +127,14 @@ fn body_falls_back_to_the_varbind_then_the_subject() {
 #[test]
 fn sample_14_otel_json_keeps_the_given_fields() {
     let r = &decode("logs.otel.processed", &sample("14_logs__elixir_logs_test_otel_json.json")).unwrap()[0];
-    assert_eq!(r.trace_id, "trace-123");
-    assert_eq!(r.span_id, "span-456");
+    // "trace-123" is no id in any shape: NULL, as ServiceRadar's writers store it today; "span-456" is 8 bytes,
+    // so raw bytes by the contract (its otel_id_test: "an 8-byte non-hex binary is treated as raw bytes").
+    assert_eq!((r.trace_id.as_deref(), r.span_id.as_deref()), (None, Some("7370616e2d343536")));
     assert_eq!((r.severity_text.as_str(), r.severity_number), ("INFO", 9));
     assert_eq!(r.body, "Application started successfully");
     assert_eq!((&*r.service_name, &*r.service_version), ("my-service", "1.0.0"));
     assert_eq!((&*r.service_instance, &*r.scope_name), ("instance-1", "my-scope"));
-    assert_eq!(r.attributes, r#"{"key":"value"}"#);
+    assert_eq!(attrs(r), serde_json::json!({"key": "value"}));
     assert_eq!(&*r.resource_attributes, r#"{"host.name":"server1"}"#);
 }
 
@@ -132,11 +147,23 @@ fn severity_table() {
         (r#"{"severity": "notice"}"#, "INFO", 11),
         (r#"{"severity": "gibberish"}"#, "INFO", 11),
         (r#"{"severity": "trace"}"#, "DEBUG", 7),
+        // A bare numeric level: ServiceRadar's severity_from_level today (its log_promotion_parser_test.exs,
+        // index id 67203755031, and logs_test.exs: 4 → WARN 15, 6 → INFO 9).
+        (r#"{"level": 0}"#, "FATAL", 21),
+        (r#"{"level": 1}"#, "FATAL", 21),
+        (r#"{"level": 2}"#, "FATAL", 21),
         (r#"{"level": 3}"#, "ERROR", 19),
-        (r#"{"level": 1}"#, "FATAL", 23),
-        (r#"{"level": 6}"#, "INFO", 11),
+        (r#"{"level": 4}"#, "WARN", 15),
+        (r#"{"level": 5}"#, "INFO", 9),
+        (r#"{"level": 6}"#, "INFO", 9),
+        (r#"{"level": 7}"#, "DEBUG", 5),
+        (r#"{"level": 42}"#, "INFO", 9),
+        (r#"{"level": 3.6}"#, "WARN", 15),
         (r#"{"level": "4"}"#, "WARN", 15),
+        (r#"{"level": " 6 info"}"#, "INFO", 9),
+        (r#"{"level": 4, "severity_number": 13}"#, "WARN", 13),
         (r#"{"level": "debug"}"#, "DEBUG", 7),
+        (r#"{"level": "warning"}"#, "WARN", 15),
         (r#"{"severity_number": 18}"#, "ERROR", 18),
         (r#"{}"#, "INFO", 11),
         (r#"{"event_name": "waf.finding", "severity": "critical"}"#, "critical", 21),
@@ -172,7 +199,7 @@ fn unknown_keys_become_attributes_and_resource_strings_are_parsed() {
         br#"{"msg": "m", "custom": 1, "empty": "", "attributes": {"a": "b"}, "resource": "k=v, x = y"}"#,
     )
     .unwrap()[0];
-    assert_eq!(r.attributes, r#"{"a":"b","custom":1}"#);
+    assert_eq!(attrs(r), serde_json::json!({"a": "b", "custom": 1}));
     assert_eq!(&*r.resource_attributes, r#"{"k":"v","x":"y"}"#);
 }
 
@@ -229,12 +256,14 @@ fn otlp_records_become_rows() {
     assert_eq!(r.timestamp.timestamp_nanos_opt(), Some(1_700_000_000_123_456_789));
     assert_eq!((r.severity_text.as_str(), r.severity_number), ("ERROR", 17));
     assert_eq!(r.body, "boom");
-    assert_eq!(r.trace_id, "ab".repeat(16));
-    assert_eq!(r.span_id, "0102");
+    assert_eq!(r.trace_id, Some("ab".repeat(16)));
+    assert_eq!(r.span_id, None, "two bytes are no span id");
     assert_eq!(r.trace_flags, Some(1));
     assert_eq!((&*r.service_name, &*r.service_version), ("api", "2.0"));
-    assert_eq!(&*r.resource_attributes, "service.name=api,service.version=2.0,pid=7");
-    assert_eq!(r.attributes, "ratio=0.500000");
+    // Typed JSON: false and zero kept, keys sorted, as the Go writer marshals them.
+    assert_eq!(&*r.resource_attributes, r#"{"debug":false,"pid":7,"service.name":"api","service.version":"2.0"}"#);
+    assert_eq!(attrs(r), serde_json::json!({"ratio": 0.5}));
+    assert_eq!(&*r.scope_attributes, "{}");
     assert_eq!((&*r.scope_name, &*r.scope_version, r.event_name.as_str()), ("lib", "1", "ev"));
     assert_eq!(r.source, "otel");
     // An empty record: no time of its own, so the message's; no flags.

@@ -22,19 +22,23 @@ impl Sql {
         let insert_sql = format!(
             "INSERT INTO {table} (timestamp, id, trace_id, span_id, severity_text, severity_number, body, service_name, \
              service_version, service_instance, scope_name, scope_version, attributes, resource_attributes, \
-             observed_timestamp, trace_flags, event_name, scope_attributes, source) \
+             observed_timestamp, trace_flags, event_name, scope_attributes, source, source_ip, ingest_identity, \
+             ingest_agent_id, ingest_partition) \
              SELECT t.ts, t.id::uuid, t.tr, t.sp, t.st, t.sn, t.body, t.svc, t.sv, t.si, t.scn, t.scv, t.attrs, t.res, \
-             t.obs, t.fl, t.ev, t.sca, t.src \
+             t.obs, t.fl, t.ev, t.sca, t.src, t.sip, t.ii, t.ia, t.ip \
              FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], \
              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], \
-             $15::timestamptz[], $16::int4[], $17::text[], $18::text[], $19::text[]) \
-             AS t(ts, id, tr, sp, st, sn, body, svc, sv, si, scn, scv, attrs, res, obs, fl, ev, sca, src) \
+             $15::timestamptz[], $16::int4[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], \
+             $22::text[], $23::text[]) \
+             AS t(ts, id, tr, sp, st, sn, body, svc, sv, si, scn, scv, attrs, res, obs, fl, ev, sca, src, sip, ii, ia, \
+             ip) \
              ON CONFLICT (timestamp, id) DO NOTHING"
         );
         let copy_sql = format!(
             "COPY {table} (timestamp, id, trace_id, span_id, severity_text, severity_number, body, service_name, \
              service_version, service_instance, scope_name, scope_version, attributes, resource_attributes, \
-             observed_timestamp, trace_flags, event_name, scope_attributes, source) FROM STDIN BINARY"
+             observed_timestamp, trace_flags, event_name, scope_attributes, source, source_ip, ingest_identity, \
+             ingest_agent_id, ingest_partition) FROM STDIN BINARY"
         );
         Sql { copy_sql, insert_sql }
     }
@@ -47,7 +51,7 @@ impl Sql {
     ) -> Result<u64, tokio_postgres::Error> {
         use tokio_postgres::binary_copy::BinaryCopyInWriter;
         use tokio_postgres::types::Type;
-        const TYPES: [Type; 19] = [
+        const TYPES: [Type; 23] = [
             Type::TIMESTAMPTZ,
             Type::UUID,
             Type::TEXT,
@@ -64,6 +68,10 @@ impl Sql {
             Type::TEXT,
             Type::TIMESTAMPTZ,
             Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
             Type::TEXT,
             Type::TEXT,
             Type::TEXT,
@@ -94,6 +102,10 @@ impl Sql {
                     &r.event_name,
                     &&*r.scope_attributes,
                     &r.source,
+                    &r.source_ip,
+                    &&*r.ingest.identity,
+                    &&*r.ingest.agent_id,
+                    &&*r.ingest.partition,
                 ])
                 .await?;
         }
@@ -110,8 +122,9 @@ impl Sql {
         let text = |f: fn(&LogRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
         let timestamps: Vec<DateTime<Utc>> = rows.iter().map(|r| r.timestamp).collect();
         let ids = text(|r| &r.id);
-        let trace = text(|r| &r.trace_id);
-        let span = text(|r| &r.span_id);
+        let optional = |f: fn(&LogRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
+        let trace = optional(|r| r.trace_id.as_deref());
+        let span = optional(|r| r.span_id.as_deref());
         let sev_text = text(|r| &r.severity_text);
         let sev_num: Vec<i32> = rows.iter().map(|r| r.severity_number).collect();
         let body = text(|r| &r.body);
@@ -127,6 +140,9 @@ impl Sql {
         let event = text(|r| &r.event_name);
         let scope_attrs = text(|r| &r.scope_attributes);
         let source = text(|r| &r.source);
+        let source_ip = optional(|r| r.source_ip.as_deref());
+        let (identity, agent, partition) =
+            (text(|r| &r.ingest.identity), text(|r| &r.ingest.agent_id), text(|r| &r.ingest.partition));
         tx.execute(
             &stmt,
             &[
@@ -149,6 +165,10 @@ impl Sql {
                 &event,
                 &scope_attrs,
                 &source,
+                &source_ip,
+                &identity,
+                &agent,
+                &partition,
             ],
         )
         .await

@@ -43,16 +43,43 @@ fn sample_16_json_span() {
         "/tests/fixtures/samples/16_otel.traces__elixir_otel_traces_test_json.json"
     ))
     .unwrap();
-    let rows = decode("otel.traces", &payload).unwrap();
-    let OtelRow::Span(r) = &rows[0] else { panic!() };
-    assert_eq!(
-        (r.trace_id.as_str(), r.span_id.as_str(), r.parent_span_id.as_str()),
-        ("trace-abc123", "span-def456", "span-parent")
+    // ServiceRadar's own sample carries ids that are no ids ("trace-abc123"): a span it cannot key, skipped (and
+    // counted) as its writers drop it; a message of nothing but such spans is a dead letter, not silence.
+    let e = decode("otel.traces", &payload).unwrap_err();
+    assert!(e.message.contains("none of its 1 span(s) has a valid trace_id and span_id"), "{e}");
+    let two = format!(
+        "[{}, {}]",
+        String::from_utf8(payload.clone()).unwrap(),
+        String::from_utf8(payload.clone())
+            .unwrap()
+            .replace("trace-abc123", &"cd".repeat(16))
+            .replace("span-def456", "1122334455667788")
     );
+    let (rows, skipped) = decode_counting("otel.traces", two.as_bytes());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(skipped, [(traces::NO_ID, 1)]);
+    // The same span with real ids.
+    let text = String::from_utf8(payload)
+        .unwrap()
+        .replace("trace-abc123", &"ab".repeat(16))
+        .replace("span-def456", "0123456789ABCDEF");
+    let rows = decode("otel.traces", text.as_bytes()).unwrap();
+    let OtelRow::Span(r) = &rows[0] else { panic!() };
+    assert_eq!((r.trace_id.as_str(), r.span_id.as_str()), ("ab".repeat(16).as_str(), "0123456789abcdef"));
+    assert_eq!(r.parent_span_id, None, "span-parent is no id");
     assert_eq!((r.name.as_str(), r.kind, r.status_code), ("HTTP GET /api/users", 2, 1));
     assert_eq!(r.timestamp, Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 0).unwrap());
     assert_eq!(r.attributes, r#"{"http.method":"GET","http.url":"/api/users"}"#);
     assert_eq!(r.links, "[]");
+}
+
+fn decode_counting(subject: &str, payload: &[u8]) -> (Vec<OtelRow>, Vec<(&'static str, u64)>) {
+    let msg = Incoming::bare(subject, payload, Utc.with_ymd_and_hms(2025, 6, 1, 12, 0, 0).unwrap(), "events", 1);
+    let mut rows = Vec::new();
+    let mut sink = Rows::new(&mut rows, crate::processor::api::Limits::NONE);
+    Otel::new(&crate::config::DatabaseConfig::for_schema("platform")).decode(&msg, &mut sink).unwrap();
+    let skipped = sink.skipped().to_vec();
+    (rows, skipped)
 }
 
 #[test]
@@ -76,7 +103,16 @@ fn otlp_spans() {
                         time_unix_nano: 5,
                         name: "retry".into(),
                         attributes: vec![kv("n", any_value::Value::IntValue(1))],
+                        dropped_attributes_count: 2,
                     }],
+                    links: vec![span::Link {
+                        trace_id: vec![3; 16],
+                        span_id: vec![],
+                        trace_state: "k=v".into(),
+                        attributes: vec![kv("ok", any_value::Value::BoolValue(false))],
+                    }],
+                    trace_state: "vendor=1".into(),
+                    dropped_events_count: 4,
                     status: Some(Status { message: "ok".into(), code: 1 }),
                     ..Default::default()
                 }],
@@ -86,11 +122,21 @@ fn otlp_spans() {
     let rows = decode("otel.traces.raw", &request.encode_to_vec()).unwrap();
     let OtelRow::Span(r) = &rows[0] else { panic!() };
     assert_eq!(r.trace_id, "01".repeat(16));
-    assert_eq!(r.parent_span_id, "");
+    assert_eq!(r.parent_span_id, None, "a root span's parent is NULL");
     assert_eq!(&*r.service_name, "api");
-    assert_eq!(r.attributes, "http.status_code=200");
-    assert_eq!(r.events, r#"[{"attributes":["n=1"],"name":"retry","time_unix_nano":5}]"#);
+    assert_eq!(r.attributes, r#"{"http.status_code":200}"#);
+    assert_eq!(r.events, r#"[{"attributes":{"n":1},"dropped_attributes_count":2,"name":"retry","time_unix_nano":5}]"#);
+    assert_eq!(
+        r.links,
+        format!(
+            r#"[{{"attributes":{{"ok":false}},"span_id":null,"trace_id":"{}","trace_state":"k=v"}}]"#,
+            "03".repeat(16)
+        )
+    );
     assert_eq!((r.status_code, r.status_message.as_str()), (1, "ok"));
+    assert_eq!((r.trace_state.as_deref(), r.dropped_events_count), (Some("vendor=1"), 4));
+    assert_eq!(r.scope_attributes, None, "no scope: NULL");
+    assert_eq!(&*r.resource_attributes, r#"{"service.name":"api"}"#);
 }
 
 #[test]
@@ -214,7 +260,7 @@ fn otlp_metrics_of_every_kind_with_distinct_keys_per_attribute_set() {
             }],
         }],
     };
-    let rows = metrics_of(decode("otel.metrics.raw", &request.encode_to_vec()).unwrap());
+    let rows = metrics_of(decode("otel.metrics", &request.encode_to_vec()).unwrap());
     let kinds: Vec<&str> = rows.iter().map(|r| r.metric_type.as_str()).collect();
     assert_eq!(kinds, ["gauge", "gauge", "sum", "histogram", "exponential_histogram", "summary"]);
     assert_ne!(rows[0].span_id, rows[1].span_id, "two attribute sets, two keys");
@@ -252,6 +298,7 @@ fn sample_15_and_derived_arrays() {
     let rows = metrics_of(
         decode("otel.metrics.derived", br#"[{"timestamp":"2024-01-15T10:30:00Z","span_name":"a","service_name":"s","span_id":"1","duration_ms":5,"is_slow":true},{"span_name":"b","span_id":"2"}]"#).unwrap(),
     );
+    // Older collectors' JSON on otel.metrics.derived is still taken (ServiceRadar's Elixir writer refuses it).
     assert_eq!(rows.len(), 2);
     assert!(rows[0].is_slow);
 }
@@ -262,5 +309,9 @@ fn bad_payloads_say_why() {
     assert!(decode("otel.traces", b"\x0a\xff").unwrap_err().message.contains("ExportTraceServiceRequest"));
     assert!(decode("otel.metrics", b"\x0a\xff").unwrap_err().message.contains("ExportMetricsServiceRequest"));
     assert!(decode("otel.traces", br#"{"name": "no id"}"#).unwrap_err().message.contains("span_id"));
+    assert!(decode("otel.metrics.raw", br#"{"name": "json"}"#).unwrap_err().message.contains("not JSON"));
+    assert!(decode("otel.metrics.derived", b"\x0a\x16serviceradar.metric.v9").unwrap_err().message.contains("v9"));
     assert!(decode("otel.metrics", b"[1]").unwrap_err().message.contains("JSON object"));
 }
+
+mod today;

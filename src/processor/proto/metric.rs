@@ -161,9 +161,12 @@ impl MetricBatch {
         use prost::Message as _;
         match MetricBatch::decode(payload) {
             Ok(b) if b.schema_version == SCHEMA_VERSION => Some(Ok(b)),
-            Ok(b) if b.schema_version.is_empty() && b.metrics.is_empty() => None,
-            Ok(b) => Some(Err(format!("schema_version {:?} is not {SCHEMA_VERSION:?}", b.schema_version))),
-            Err(_) => None,
+            // Another version of the envelope: say which. (Other protobufs may parse too, e.g. an OTLP request,
+            // whose first field lands in schema_version: those are not envelopes.)
+            Ok(b) if b.schema_version.starts_with("serviceradar.metric.") => {
+                Some(Err(format!("schema_version {:?} is not {SCHEMA_VERSION:?}", b.schema_version)))
+            }
+            _ => None,
         }
     }
 }

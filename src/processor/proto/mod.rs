@@ -176,6 +176,12 @@ pub mod trace {
         pub links: Vec<span::Link>,
         #[prost(message, optional, tag = "15")]
         pub status: Option<Status>,
+        #[prost(uint32, tag = "10")]
+        pub dropped_attributes_count: u32,
+        #[prost(uint32, tag = "12")]
+        pub dropped_events_count: u32,
+        #[prost(uint32, tag = "14")]
+        pub dropped_links_count: u32,
     }
 
     pub mod span {
@@ -189,6 +195,8 @@ pub mod trace {
             pub name: String,
             #[prost(message, repeated, tag = "3")]
             pub attributes: Vec<KeyValue>,
+            #[prost(uint32, tag = "4")]
+            pub dropped_attributes_count: u32,
         }
 
         #[derive(Clone, PartialEq, prost::Message)]
