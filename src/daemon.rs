@@ -105,7 +105,7 @@ pub async fn run_reloadable(
         js,
         pool: pool.clone(),
         database: config.database.clone(),
-        jetstream_subjects: Arc::new(jetstream::stream_subjects(&config.streams)),
+        jetstreams: Arc::new(jetstream::stream_specs(&config)),
         dlq,
         breaker: Arc::clone(&breaker),
         metrics,
@@ -114,8 +114,8 @@ pub async fn run_reloadable(
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
-    for (name, subjects) in shared.jetstream_subjects.iter() {
-        if let Err(e) = jetstream::ensure_stream(&shared.js, name, subjects).await {
+    for (name, spec) in shared.jetstreams.iter() {
+        if let Err(e) = jetstream::ensure_stream(&shared.js, name, spec).await {
             tracing::warn!(error = %e, "JetStream stream not ready yet; its pipelines will retry");
         }
     }

@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, Event};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NatsAuth, NatsConfig, Secret, StreamConfig, redact_url};
+use crate::config::{Config, JetStreamShape, NatsAuth, NatsConfig, Secret, StreamConfig, redact_url};
 
 /// JetStream API error code: stream not found.
 const STREAM_NOT_FOUND: u64 = 10059;
@@ -187,14 +187,26 @@ pub fn check_server(version: &str, url: &str, streams: &[StreamConfig]) -> Resul
     }
 }
 
-/// Subjects each JetStream stream is created with when missing: the union over the `[[stream]]`s naming it.
-pub fn stream_subjects(streams: &[StreamConfig]) -> BTreeMap<String, Vec<String>> {
-    let mut by_stream: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in streams {
-        let subjects = by_stream.entry(s.jetstream.clone()).or_default();
+/// How a missing JetStream stream is created: its subjects and its `[jetstream.<name>]` limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// The union of the subjects of the `[[stream]]`s naming it.
+    pub subjects: Vec<String>,
+    /// Its limits.
+    pub shape: JetStreamShape,
+}
+
+/// The spec of each JetStream stream the configuration names.
+pub fn stream_specs(config: &Config) -> BTreeMap<String, StreamSpec> {
+    let mut by_stream: BTreeMap<String, StreamSpec> = BTreeMap::new();
+    for s in &config.streams {
+        let spec = by_stream.entry(s.jetstream.clone()).or_insert_with(|| StreamSpec {
+            subjects: Vec::new(),
+            shape: config.jetstream.get(&s.jetstream).cloned().unwrap_or_default(),
+        });
         for subject in &s.subjects {
-            if !subjects.contains(subject) {
-                subjects.push(subject.clone());
+            if !spec.subjects.contains(subject) {
+                spec.subjects.push(subject.clone());
             }
         }
     }
@@ -228,18 +240,23 @@ pub async fn get_or_create_stream(
     }
 }
 
-/// Returns the JetStream stream a `[[stream]]` consumes, creating it (file storage, the given subjects) only when
-/// it does not exist.
+/// Returns the JetStream stream a `[[stream]]` consumes, creating it (file storage, the spec's subjects and
+/// limits) only when it does not exist.
 pub async fn ensure_stream(
     js: &jetstream::Context,
     name: &str,
-    subjects: &[String],
+    spec: &StreamSpec,
 ) -> Result<stream::Stream, NatsError> {
+    let shape = &spec.shape;
     let config = stream::Config {
         name: name.to_owned(),
-        subjects: subjects.to_vec(),
+        subjects: spec.subjects.clone(),
         storage: stream::StorageType::File,
         description: Some("created by db-event-writer".to_owned()),
+        max_age: shape.max_age.unwrap_or_default(),
+        max_bytes: shape.max_bytes.unwrap_or(-1),
+        duplicate_window: shape.duplicate_window.unwrap_or_default(),
+        discard: if shape.discard_new { stream::DiscardPolicy::New } else { stream::DiscardPolicy::Old },
         ..Default::default()
     };
     get_or_create_stream(js, config).await
@@ -381,14 +398,26 @@ mod tests {
     }
 
     #[test]
-    fn streams_get_the_union_of_their_subjects() {
-        let mut second = stream(&["b.>", "a.>"]);
-        second.jetstream = "events".into();
-        let mut third = stream(&["x"]);
-        third.jetstream = "other".into();
-        let subjects = stream_subjects(&[stream(&["a.>"]), second, third]);
-        assert_eq!(subjects["events"], ["a.>", "b.>"]);
-        assert_eq!(subjects["other"], ["x"]);
+    fn streams_get_the_union_of_their_subjects_and_their_limits() {
+        let text = "[nats]\nurl = \"nats://x\"\n[database]\nurl = \"postgres://x/y\"\n\
+            [jetstream.metrics]\nmax_age = \"30m\"\nmax_bytes = 1073741824\nduplicate_window = \"2m\"\n\
+            [[stream]]\nname = \"a\"\njetstream = \"events\"\nconsumer = \"a\"\nsubjects = [\"a.>\"]\nprocessor = \"logs\"\n\
+            [[stream]]\nname = \"b\"\njetstream = \"events\"\nconsumer = \"b\"\nsubjects = [\"b.>\", \"a.>\"]\nprocessor = \"logs\"\n\
+            [[stream]]\nname = \"m\"\njetstream = \"metrics\"\nconsumer = \"m\"\nsubjects = [\"metrics.>\"]\nprocessor = \"telemetry\"\n";
+        let config = crate::parse_config(std::path::Path::new("t.toml"), text).unwrap();
+        let specs = stream_specs(&config);
+        assert_eq!(specs["events"].subjects, ["a.>", "b.>"]);
+        assert_eq!(specs["events"].shape, JetStreamShape::default());
+        assert_eq!(specs["metrics"].subjects, ["metrics.>"]);
+        let shape = &specs["metrics"].shape;
+        assert_eq!(
+            (shape.max_age, shape.duplicate_window),
+            (Some(Duration::from_secs(1800)), Some(Duration::from_secs(120)))
+        );
+        assert_eq!((shape.max_bytes, shape.discard_new), (Some(1 << 30), false));
+        let orphan = text.replace("[jetstream.metrics]", "[jetstream.nobody]");
+        let e = crate::parse_config(std::path::Path::new("t.toml"), &orphan).unwrap_err().to_string();
+        assert!(e.contains("t.toml:5") && e.contains("jetstream.nobody") && e.contains("no [[stream]]"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Subjects are grouped by the processor their table implies (the Go writer's rule: table name contains `logs`,
 //! `traces`, `metrics`, `ocsf_events`, `ocsf_network_activity`), expanded as the Go writer expands them
-//! (`otel.traces` ↔ `otel.traces.raw`, `otel.metrics[.raw]` → `otel.metrics` + `otel.metrics.>`). Each group
+//! (`otel.traces` ↔ `otel.traces.raw`, `otel.metrics[.raw]` → `otel.metrics` + `otel.metrics.>`, `pdns.ocsf` →
+//! `pdns.ocsf` + `pdns.ocsf.>`). Each group
 //! becomes one `[[stream]]` with its own durable consumer `<consumer_name>-<processor>` on the same JetStream
 //! stream. What has no equivalent is said in a comment at the top of the output, never dropped silently.
 //!
@@ -130,10 +131,12 @@ pub fn import(path: &Path) -> Result<String, LegacyError> {
     convert(&text).map_err(|message| LegacyError::Invalid { file, message })
 }
 
-/// The Go writer's processor for a table name, by its own substring rule and order.
+/// The Go writer's processor for a table name, by its own substring rule and order (today's: metric points first).
 fn processor_for(table: &str) -> Option<ProcessorKind> {
     let t = table.rsplit('.').next().unwrap_or(table);
-    if t.contains("logs") {
+    if t.contains("otel_metric_points") {
+        Some(ProcessorKind::Otel)
+    } else if t.contains("logs") {
         Some(ProcessorKind::Logs)
     } else if t.contains("traces") || (t.contains("metrics") && t.contains("otel")) {
         Some(ProcessorKind::Otel)
@@ -150,11 +153,12 @@ fn processor_for(table: &str) -> Option<ProcessorKind> {
     }
 }
 
-/// The Go writer's filter-subject expansion.
+/// The Go writer's filter-subject expansion (`consumerFilterSubjects`, today's).
 fn expand(subject: &str) -> Vec<&str> {
     match subject {
         "otel.traces" | "otel.traces.raw" => vec!["otel.traces", "otel.traces.raw"],
         "otel.metrics" | "otel.metrics.raw" => vec!["otel.metrics", "otel.metrics.>"],
+        "pdns.ocsf" => vec!["pdns.ocsf", "pdns.ocsf.>"],
         other => vec![other],
     }
 }
@@ -208,6 +212,13 @@ pub fn convert(json: &str) -> Result<String, String> {
         let Some(kind) = processor_for(table) else {
             return Err(format!("streams[{i}]: table {table:?} has no processor (the Go writer refuses it too)"));
         };
+        // The otel processor chooses the table by subject, as the Go writer's shipped mapping does today.
+        if kind == ProcessorKind::Otel && subject.ends_with("metrics.raw") && !table.contains("otel_metric_points") {
+            notes.push(format!(
+                "streams[{i}]: {subject} was mapped to {table}; it now goes to otel_metric_points (OTLP data points), \
+                 as ServiceRadar's Go writer maps it today"
+            ));
+        }
         let at = match groups.iter().position(|(k, _)| *k == kind) {
             Some(at) => at,
             None => {
@@ -421,6 +432,31 @@ mod tests {
         assert_eq!(tls.server_name.as_deref(), Some("nats"));
         assert!(text.contains("listen_addr"), "{text}");
         assert!(text.contains("consumer \"db-event-writer\" is not reused"), "{text}");
+        assert!(
+            text.contains("otel.metrics.raw was mapped to otel_metrics; it now goes to otel_metric_points"),
+            "{text}"
+        );
+    }
+
+    /// ServiceRadar's Helm configuration today (reference-today §1.1).
+    #[test]
+    fn todays_helm_config_routes_pdns_and_metric_points() {
+        let helm = SHIPPED.replace(
+            r#"{"subject": "otel.traces", "table": "otel_traces"},
+        {"subject": "otel.metrics", "table": "otel_metrics"},
+        {"subject": "otel.metrics.raw", "table": "otel_metrics"}"#,
+            r#"{"subject": "pdns.ocsf", "table": "ocsf_events"},
+        {"subject": "otel.traces.raw", "table": "otel_traces"},
+        {"subject": "otel.metrics.raw", "table": "otel_metric_points"},
+        {"subject": "otel.metrics", "table": "otel_metrics"}"#,
+        );
+        assert_ne!(helm, SHIPPED);
+        let text = convert(&helm).unwrap();
+        let config = crate::parse_config(Path::new("imported.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let subjects = |name: &str| config.streams.iter().find(|s| s.name == name).unwrap().subjects.clone();
+        assert_eq!(subjects("events"), ["events.ocsf.processed", "pdns.ocsf", "pdns.ocsf.>"]);
+        assert_eq!(subjects("otel"), ["otel.traces", "otel.traces.raw", "otel.metrics", "otel.metrics.>"]);
+        assert!(!text.contains("now goes to otel_metric_points"), "{text}");
     }
 
     #[test]

@@ -103,13 +103,10 @@ pub(crate) async fn reload(
     let added: Vec<String> =
         next.streams.iter().filter(|s| !running.streams.contains_key(&s.name)).map(|s| s.name.clone()).collect();
 
-    let next_shared = Arc::new(Shared {
-        jetstream_subjects: Arc::new(jetstream::stream_subjects(&next.streams)),
-        ..(**shared).clone()
-    });
-    for (name, subjects) in next_shared.jetstream_subjects.iter() {
-        if !shared.jetstream_subjects.contains_key(name)
-            && let Err(e) = jetstream::ensure_stream(&next_shared.js, name, subjects).await
+    let next_shared = Arc::new(Shared { jetstreams: Arc::new(jetstream::stream_specs(&next)), ..(**shared).clone() });
+    for (name, spec) in next_shared.jetstreams.iter() {
+        if !shared.jetstreams.contains_key(name)
+            && let Err(e) = jetstream::ensure_stream(&next_shared.js, name, spec).await
         {
             tracing::warn!(error = %e, "JetStream stream not ready yet; its pipelines will retry");
         }

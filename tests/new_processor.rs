@@ -98,7 +98,7 @@ async fn a_processor_that_only_implements_the_trait_runs_with_every_guarantee() 
         js: js_daemon.clone(),
         pool: db_event_writer::db::SharedPool::new(db_event_writer::db::pool(&config.database).unwrap()),
         database: config.database.clone(),
-        jetstream_subjects: Arc::new(db_event_writer::jetstream::stream_subjects(&config.streams)),
+        jetstreams: Arc::new(db_event_writer::jetstream::stream_specs(&config)),
         dlq: db_event_writer::dlq::DeadLetters::new(js_daemon, config.dlq.clone()),
         breaker: Arc::new(db_event_writer::breaker::Breaker::new(config.breaker.clone())),
         metrics: Arc::new(db_event_writer::metrics::Metrics::new()),

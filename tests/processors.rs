@@ -361,7 +361,7 @@ async fn flows_become_rows_once_through_the_ledger() {
     assert_eq!(row.get::<_, i64>(3), 1_500_000);
     assert_eq!(row.get::<_, i64>(4), 600);
     assert_eq!(row.get::<_, String>(5), "10.1.0.1");
-    assert_eq!(row.get::<_, String>(6), "TCP traffic: 10.1.0.100:49876 -> 198.51.100.50:443 (1000 pkts, 1500000 B)");
+    assert_eq!(row.get::<_, String>(6), "TCP traffic: 10.1.0.100:49876 -> 198.51.100.50:443 (1000 pkts, 1.5 MB)");
     assert_eq!(row.get::<_, String>(7), "NetFlow v9");
     assert_eq!(row.get::<_, String>(8), "default");
     assert!(row.get::<_, bool>(9));

@@ -38,9 +38,29 @@ pub(super) struct RawConfig {
     /// The HTTP ingest front.
     #[serde(default)]
     pub(super) ingest: Option<Spanned<RawIngest>>,
+    /// How to create each JetStream stream a `[[stream]]` names, when it is missing.
+    #[serde(default)]
+    pub(super) jetstream: BTreeMap<String, Spanned<RawJetStream>>,
     /// One pipeline per `[[stream]]`.
     #[serde(default)]
     pub(super) stream: Vec<Spanned<RawStream>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJetStream {
+    /// Oldest message kept.
+    #[serde(default)]
+    pub(super) max_age: Option<Spanned<String>>,
+    /// Most bytes kept.
+    #[serde(default)]
+    pub(super) max_bytes: Option<Spanned<i64>>,
+    /// JetStream's de-duplication window on `Nats-Msg-Id`.
+    #[serde(default)]
+    pub(super) duplicate_window: Option<Spanned<String>>,
+    /// `old` (drop the oldest when full) or `new` (refuse new messages).
+    #[serde(default)]
+    pub(super) discard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,8 +65,23 @@ pub struct Config {
     pub otel: Option<OtelConfig>,
     /// The HTTP ingest front; `None`: off.
     pub ingest: Option<IngestConfig>,
+    /// `[jetstream.<name>]`: how the daemon creates a missing JetStream stream (an existing one is never changed).
+    pub jetstream: BTreeMap<String, JetStreamShape>,
     /// One entry per `[[stream]]`, in file order.
     pub streams: Vec<StreamConfig>,
+}
+
+/// `[jetstream.<name>]`: limits a JetStream stream is created with (JetStream's defaults for what is unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JetStreamShape {
+    /// Oldest message kept.
+    pub max_age: Option<Duration>,
+    /// Most bytes kept.
+    pub max_bytes: Option<i64>,
+    /// De-duplication window on `Nats-Msg-Id`.
+    pub duplicate_window: Option<Duration>,
+    /// Refuse new messages when full, instead of dropping the oldest.
+    pub discard_new: bool,
 }
 
 /// `[nats]`.
@@ -468,7 +483,7 @@ impl StreamConfig {
     /// 32 row bytes per payload byte: an OTLP logs export whose resource attributes repeat in every row stays
     /// under it; a payload built to multiply does not.
     pub const DEFAULT_MAX_EXPANSION: usize = 32;
-    /// 32 MiB per stream: the six shipped streams stay within 192 MiB together, inside the shipped 256 Mi
+    /// 32 MiB per stream: the eight shipped streams stay within 256 MiB together, inside the shipped 384 Mi
     /// container limit with the daemon's own ~20 MiB.
     pub const DEFAULT_MAX_BYTES_IN_FLIGHT: usize = 32 << 20;
 }

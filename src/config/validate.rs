@@ -93,8 +93,48 @@ fn validate(raw: RawConfig, at: &Locator<'_>, defaults: &Defaults) -> Result<Con
         log: log_config(&raw.log, at)?,
         otel,
         ingest,
+        jetstream: jetstream_config(&raw.jetstream, &raw.stream, at)?,
         streams: streams_config(raw.stream, at, defaults)?,
     })
+}
+
+/// `[jetstream.<name>]`: only for JetStream streams a `[[stream]]` names.
+fn jetstream_config(
+    raw: &BTreeMap<String, Spanned<RawJetStream>>,
+    streams: &[Spanned<RawStream>],
+    at: &Locator<'_>,
+) -> Result<BTreeMap<String, JetStreamShape>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, shape) in raw {
+        let key = |k: &str| format!("jetstream.{name}{k}");
+        if !streams.iter().any(|s| s.get_ref().jetstream.get_ref() == name) {
+            return Err(at.err(shape.span(), key(""), "no [[stream]] names this JetStream stream"));
+        }
+        let s = shape.get_ref();
+        let max_bytes = s
+            .max_bytes
+            .as_ref()
+            .map(|b| positive(b, 1, i64::MAX).map_err(|m| at.err(b.span(), key(".max_bytes"), m)))
+            .transpose()?;
+        let discard_new = match &s.discard {
+            None => false,
+            Some(d) if d.get_ref() == "old" => false,
+            Some(d) if d.get_ref() == "new" => true,
+            Some(d) => {
+                return Err(at.err(d.span(), key(".discard"), format!("{:?}: write \"old\" or \"new\"", d.get_ref())));
+            }
+        };
+        out.insert(
+            name.clone(),
+            JetStreamShape {
+                max_age: opt_duration(at, s.max_age.as_ref(), &key(".max_age"))?,
+                max_bytes,
+                duplicate_window: opt_duration(at, s.duplicate_window.as_ref(), &key(".duplicate_window"))?,
+                discard_new,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Result<DatabaseConfig, ConfigError> {

@@ -27,8 +27,8 @@ pub struct Shared {
     pub pool: SharedPool,
     /// `[database]`: the schema, statement timeout, stall warning.
     pub database: DatabaseConfig,
-    /// Subjects to create each missing JetStream stream with (union over its `[[stream]]`s).
-    pub jetstream_subjects: Arc<std::collections::BTreeMap<String, Vec<String>>>,
+    /// How to create each missing JetStream stream (the union of its `[[stream]]`s' subjects, its limits).
+    pub jetstreams: Arc<std::collections::BTreeMap<String, crate::jetstream::StreamSpec>>,
     /// Where messages that can never be written go.
     pub dlq: DeadLetters,
     /// The database's circuit breaker.

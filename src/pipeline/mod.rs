@@ -92,8 +92,9 @@ async fn pipeline<P: Processor>(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> Result<(), StreamError> {
-    let subjects = shared.jetstream_subjects.get(&cfg.jetstream).map(Vec::as_slice).unwrap_or(&cfg.subjects);
-    let mut js_stream = ensure_stream(&shared.js, &cfg.jetstream, subjects).await?;
+    let own = crate::jetstream::StreamSpec { subjects: cfg.subjects.clone(), shape: Default::default() };
+    let spec = shared.jetstreams.get(&cfg.jetstream).unwrap_or(&own);
+    let mut js_stream = ensure_stream(&shared.js, &cfg.jetstream, spec).await?;
     let consumer = ensure_consumer(&js_stream, cfg).await?;
     let created = js_stream
         .info()

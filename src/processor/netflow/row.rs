@@ -46,14 +46,18 @@ pub struct FlowRow {
     pub bytes_total: i64,
     /// Packets.
     pub packets_total: i64,
-    /// Bytes in.
-    pub bytes_in: i64,
-    /// Bytes out.
-    pub bytes_out: i64,
-    /// Packets in.
-    pub packets_in: i64,
-    /// Packets out.
-    pub packets_out: i64,
+    /// Bytes in; `None` (NULL) when the exporter did not say (0).
+    pub bytes_in: Option<i64>,
+    /// Bytes out; `None` when unknown.
+    pub bytes_out: Option<i64>,
+    /// Packets in; `None` when unknown.
+    pub packets_in: Option<i64>,
+    /// Packets out; `None` when unknown.
+    pub packets_out: Option<i64>,
+    /// 1 in N packets sampled (1: unsampled, also when the exporter did not say).
+    pub sampling_rate: i64,
+    /// `default`, or the partition of an attributed flow.
+    pub partition: Arc<str>,
     /// Exporter address.
     pub sampler_address: Option<String>,
     /// Source MAC.
@@ -67,7 +71,8 @@ pub struct FlowRow {
 impl RowSize for FlowRow {
     fn size(&self) -> usize {
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        120 + self.stream.len()
+        136 + self.stream.len()
+            + self.partition.len()
             + opt(&self.src_ip)
             + opt(&self.dst_ip)
             + opt(&self.protocol_name)
