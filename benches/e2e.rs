@@ -38,7 +38,9 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         messages: 200_000,
-        processors: ["telemetry", "logs", "events", "otel", "netflow", "sweep", "ingest"].map(String::from).to_vec(),
+        processors: ["telemetry", "metrics", "logs", "events", "otel", "netflow", "sweep", "ingest"]
+            .map(String::from)
+            .to_vec(),
         batch_size: None,
         latency_secs: 20,
         repeat: 3,
@@ -136,6 +138,54 @@ fn usage(pid: u32) -> (f64, f64) {
 fn payloads(processor: &str, n: usize) -> (Vec<(String, Vec<u8>)>, i64) {
     match processor {
         "telemetry" => ((0..n).map(|i| ("bench.telemetry".to_owned(), metric(i))).collect(), n as i64),
+        "metrics" => {
+            // ServiceRadar's metric envelope as an agent's sysmon collector sends it: one MetricBatch of
+            // METRICS_PER_BATCH gauges (per CPU core, per mount) with their tags, one point each.
+            use db_event_writer::processor::proto::metric::*;
+            let e = |k: &str, v: String| StringMapEntry { key: k.into(), value: v };
+            let items = (0..n)
+                .map(|i| {
+                    let metrics = (0..METRICS_PER_BATCH)
+                        .map(|j| Metric {
+                            name: if j < 16 { "cpu.usage_percent".into() } else { "disk.used_percent".into() },
+                            metric_type: "sysmon".into(),
+                            kind: 1,
+                            unit: "%".into(),
+                            tags: vec![e("core", (j % 16).to_string()), e("mount", format!("/m{}", j / 16)), e("host_id", format!("host-{}", i % 50))],
+                            points: vec![MetricPoint {
+                                value: (i * j % 100) as f64,
+                                raw_value: (i * j % 100).to_string(),
+                                raw_value_type: 1,
+                                observed_at_unix_nano: 1_781_222_400_000_000_000 + i as u64 * 1000,
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })
+                        .collect();
+                    let batch = MetricBatch {
+                        schema_version: SCHEMA_VERSION.into(),
+                        resource: Some(MetricResource {
+                            agent_id: format!("agent-{}", i % 50),
+                            gateway_id: "gw-1".into(),
+                            partition: "default".into(),
+                            host_ip: format!("10.0.0.{}", i % 50),
+                            ..Default::default()
+                        }),
+                        ingest_identity: Some(IngestIdentity {
+                            source: "sysmon".into(),
+                            payload_kind: SCHEMA_VERSION.into(),
+                            producer_id: format!("agent-{}", i % 50),
+                            producer_kind: "agent".into(),
+                            ..Default::default()
+                        }),
+                        metrics,
+                        ..Default::default()
+                    };
+                    ("bench.metrics.sysmon".to_owned(), batch.encode_to_vec())
+                })
+                .collect();
+            (items, (n * METRICS_PER_BATCH) as i64)
+        }
         "logs" => (
             (0..n)
                 .map(|i| {
@@ -240,14 +290,17 @@ fn payloads(processor: &str, n: usize) -> (Vec<(String, Vec<u8>)>, i64) {
     }
 }
 
+/// Metrics in one MetricBatch of the "metrics" benchmark.
+const METRICS_PER_BATCH: usize = 20;
+
 fn table_of(processor: &str) -> &'static str {
     match processor {
-        "telemetry" => "timeseries_metrics",
+        "telemetry" | "metrics" => "timeseries_metrics",
         "logs" => "logs",
         "events" => "ocsf_events",
         "sweep" => "sweep_results",
         "netflow" => "ocsf_network_activity",
-        "otel" => "otel_metrics",
+        "otel" => "otel_metric_points",
         _ => unreachable!(),
     }
 }
@@ -258,7 +311,7 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
     let dir = TempDir::new("bench");
     let mut stream = TestStream::of(
         match processor {
-            "telemetry" => "telemetry",
+            "telemetry" | "metrics" => "telemetry",
             "logs" => "logs",
             "events" => "events",
             "sweep" => "sweep",
@@ -270,7 +323,7 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
     // The processor's default batch settings unless --batch-size says otherwise.
     use db_event_writer::processor::ProcessorKind as K;
     let kind = match processor {
-        "telemetry" => K::Telemetry,
+        "telemetry" | "metrics" => K::Telemetry,
         "logs" => K::Logs,
         "events" => K::Events,
         "sweep" => K::Sweep,
@@ -318,7 +371,7 @@ async fn end_to_end(processor: &str, n: usize, batch_size: Option<usize>) -> Run
 async fn ceiling(processor: &str, items: &[(String, Vec<u8>)]) -> (f64, f64) {
     use db_event_writer::processor::{events::Events, logs::Logs, netflow::Netflow, otel::Otel, sweep::Sweep};
     match processor {
-        "telemetry" => {
+        "telemetry" | "metrics" => {
             ceiling_of(Telemetry::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await
         }
         "logs" => ceiling_of(Logs::new(&db_event_writer::config::DatabaseConfig::for_schema("platform")), items).await,
@@ -368,7 +421,7 @@ fn telemetry_rows(n: usize) -> Vec<db_event_writer::processor::telemetry::Metric
     let published = chrono::Utc::now();
     for i in 0..n {
         let payload = metric(i);
-        let msg = Incoming { subject: "bench", payload: &payload, published, stream: "bench", sequence: i as u64 };
+        let msg = Incoming::bare("bench", &payload, published, "bench", i as u64);
         p.decode(&msg, &mut db_event_writer::processor::Rows::new(&mut rows, db_event_writer::processor::Limits::NONE))
             .unwrap();
     }
@@ -526,6 +579,8 @@ async fn main() {
             "telemetry" => o.messages,
             // Ten points (rows) per message.
             "otel" => (o.messages / 8).max(1000),
+            // Twenty metrics (rows) per message.
+            "metrics" => (o.messages / 10).max(1000),
             _ => (o.messages / 2).max(1000),
         };
         let mut m = Measured { runs: Vec::new(), ceilings: Vec::new() };

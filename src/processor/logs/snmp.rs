@@ -65,10 +65,9 @@ pub fn normalize(json: &Map<String, Value>) -> Map<String, Value> {
             .iter()
             .find(|vb| {
                 let (oid, v) = (oid_of(vb), value_of(vb));
-                !SYS_UPTIME.contains(&oid)
-                    && !TRAP_OID.contains(&oid)
-                    && !NOT_DETAIL.is_match(v)
-                    && !(!v.trim().is_empty() && v.trim().bytes().all(|b| b.is_ascii_digit()))
+                let bare_number = !v.trim().is_empty() && v.trim().bytes().all(|b| b.is_ascii_digit());
+                let not_detail = SYS_UPTIME.contains(&oid) || TRAP_OID.contains(&oid) || NOT_DETAIL.is_match(v);
+                !not_detail && !bare_number
             })
             .map_or("", value_of),
     );

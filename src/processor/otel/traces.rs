@@ -199,7 +199,7 @@ fn text(map: &Map<String, Value>, keys: &[&str]) -> String {
 
 fn int(map: &Map<String, Value>, keys: &[&str]) -> i64 {
     match field(map, keys) {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_u64().map(|u| capped_i64(u))).unwrap_or(0),
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_u64().map(capped_i64)).unwrap_or(0),
         Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
         _ => 0,
     }

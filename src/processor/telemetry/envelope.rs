@@ -154,11 +154,16 @@ pub fn decode(
         let counter_width = i32::try_from(metric.counter_width).ok().filter(|w| *w > 0);
         let scale = (metric.scale != 0.0).then_some(metric.scale);
         rows.reserve(metric.points.len());
-        for point in &metric.points {
-            let mut tags = metric_tags.clone();
+        let last = metric.points.len().saturating_sub(1);
+        for (i, point) in metric.points.iter().enumerate() {
+            // The metric's maps are the last point's own (most metrics have one point): copied only before.
+            let (mut tags, mut meta) = if i == last {
+                (std::mem::take(&mut metric_tags), std::mem::take(&mut metric_meta))
+            } else {
+                (metric_tags.clone(), metric_meta.clone())
+            };
             merge_entries(&mut tags, &point.attributes);
             put_new(&mut tags, "interface_uid", non_empty(&point.interface_uid).map(text));
-            let mut meta = metric_meta.clone();
             merge_meta(&mut meta, &point.metadata);
             put_str(&mut meta, "raw_value", &point.raw_value);
             put_new(

@@ -203,8 +203,8 @@ fn exponential_histograms_and_summaries_become_rows_not_silence() {
         }],
     };
     let rows = points("otel.metrics.raw", &request);
-    let got: Vec<(&str, Option<&str>, Option<i64>, Option<f64>, Option<f64>)> =
-        rows.iter().map(|r| (r.metric_type, r.temporality, r.count, r.sum, r.value)).collect();
+    type Seen<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<f64>, Option<f64>);
+    let got: Vec<Seen<'_>> = rows.iter().map(|r| (r.metric_type, r.temporality, r.count, r.sum, r.value)).collect();
     assert_eq!(
         got,
         [
