@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-targets=(telemetry logs otel events netflow sweep)
+targets=(telemetry logs otel events netflow sweep ingest)
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   cp tests/fixtures/samples/*.json "fuzz/corpus/$t/" 2>/dev/null || true
@@ -18,4 +18,4 @@ for t in "${targets[@]}"; do
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- \
      -max_total_time="$secs" -max_len=1048576 -rss_limit_mb=2048 -print_final_stats=1)
 done
-echo "fuzz: every decoder ran ${secs}s without a crash"
+echo "fuzz: every decoder and the ingest request parsing ran ${secs}s without a crash"

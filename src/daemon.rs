@@ -137,7 +137,18 @@ pub async fn run_reloadable(
                 Arc::clone(&shared.metrics),
             )
             .map_err(RunError::Ingest)?;
-            let served = ingest::serve(i.listen, front.clone(), shutdown.clone()).await;
+            // The connections the descriptor limit leaves after the pool and NATS, at most max_connections.
+            let limit = ingest::server::open_files_limit();
+            let max_connections = ingest::server::budget(i.max_connections, limit, config.database.pool_size);
+            if max_connections < i.max_connections {
+                tracing::warn!(
+                    configured = i.max_connections,
+                    max_connections,
+                    open_files = limit,
+                    "[ingest] max_connections lowered to what the open-files limit leaves after the pool and NATS"
+                );
+            }
+            let served = ingest::serve(i.listen, front.clone(), max_connections, shutdown.clone()).await;
             let task = served.map_err(|source| RunError::IngestListen { listen: i.listen, source })?;
             (Some(front), Some(task))
         }

@@ -4,7 +4,8 @@
 //! only after JetStream acknowledged its dead letter ([`DeadLetters::publish`] says whether it did).
 //! `dlq list` and `dlq replay` read that stream back; a replay is exactly once (see [`replay`]).
 //!
-//! Uses [`crate::jetstream`] (stream set-up) and the validated [`crate::config::DlqConfig`].
+//! Uses [`crate::jetstream`] (stream set-up), the validated [`crate::config::DlqConfig`] and [`crate::redact`] (reasons
+//! are scrubbed of secrets).
 
 use std::fmt;
 
@@ -256,7 +257,7 @@ fn letter(dl: &DeadLetter<'_>, max_payload: usize) -> (HeaderMap, Bytes) {
         h.insert(H_SEQUENCE, dl.sequence.to_string().as_str());
         h.insert(H_DELIVERED, dl.delivered.to_string().as_str());
         h.insert(H_CLASS, dl.class.as_str());
-        h.insert(H_REASON, one_line(reason, 1000).as_str());
+        h.insert(H_REASON, one_line(&crate::redact::scrub(reason), 1000).as_str());
         h.insert(H_ORIGIN, dl.origin.header().as_str());
         h
     };

@@ -2,7 +2,7 @@
 //! is alive), `GET /readyz` (200 only when NATS is connected, the database answers and the breaker is closed;
 //! otherwise 503 with a JSON body naming the part that is not ready).
 //!
-//! Uses metrics, the breaker, the pool and the NATS client, to report their state.
+//! Uses metrics, the breaker, the pool and the NATS client, to report their state, and [`crate::redact`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,7 +100,11 @@ pub async fn serve(
 
 async fn metrics(AxumState(health): AxumState<Health>) -> Response {
     health.refresh_gauges();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::redact::scrub(&health.metrics.encode()).into_owned(),
+    )
+        .into_response()
 }
 
 async fn readyz(AxumState(health): AxumState<Health>) -> Response {

@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, Event};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::nats_url::servers;
 use crate::config::{Config, JetStreamShape, NatsAuth, NatsConfig, Secret, StreamConfig, redact_url};
 
 /// JetStream API error code: stream not found.
@@ -75,7 +76,8 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
     loop {
         // Pull subscriptions re-issue their requests by themselves after a reconnection (async-nats checks the
         // consumer's waiting requests), so these events are only logged.
-        let options = match options(&config.nats) {
+        let setup = options(&config.nats).and_then(|o| Ok((o, servers(&config.nats.url).map_err(NatsError::Setup)?)));
+        let (options, servers) = match setup {
             Ok(o) => o,
             Err(e) => {
                 // A missing or unreadable credentials file may be mounted late (containers): keep trying.
@@ -103,7 +105,7 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
                     other => tracing::warn!(event = %other, "NATS event"),
                 }
             });
-        match options.connect(config.nats.url.as_str()).await {
+        match options.connect(servers).await {
             Ok(client) => {
                 tracing::info!(url = %url, server_version = %client.server_info().version, "connected to NATS");
                 return Some(client);
@@ -160,7 +162,7 @@ pub async fn connect_once(nats: &NatsConfig) -> Result<Client, NatsError> {
     let client = options(nats)?
         .name("db-event-writer-cli")
         .connection_timeout(Duration::from_secs(5))
-        .connect(nats.url.as_str())
+        .connect(servers(&nats.url).map_err(NatsError::Setup)?)
         .await
         .map_err(|e| NatsError::Connect { url: redact_url(&nats.url), message: e.to_string() })?;
     Ok(client)

@@ -21,6 +21,7 @@
 //! - [`ledger`]: the idempotency ledger and stream incarnations; [`sql`]: quoting, COPY column types,
 //!   COPY-then-INSERT, unnest columns; [`hex`]: the one hex encoder.
 //! - [`db`]: the shared pool and the class of each database error; [`tls`]: rustls client configs.
+//! - [`redact`]: credentials removed from connection strings, and every configured secret scrubbed from output.
 //! - [`config`]: streams.toml's validated types (raw shapes, validation with file:line: key errors, secrets).
 //!
 //! # Adding a processor
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pipeline;
 pub mod processor;
+pub mod redact;
 pub mod reload;
 pub mod sql;
 pub mod status;
@@ -74,9 +76,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 }
 
 /// Reads and validates `path` (with `${VAR}` interpolation and the `NATS_URL` / `DATABASE_URL` overrides), the
-/// processors supplying their defaults.
+/// processors supplying their defaults, and remembers its secrets for scrubbing.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
-    Config::load(path, &processor::defaults())
+    let config = Config::load(path, &processor::defaults())?;
+    config.remember_secrets();
+    Ok(config)
 }
 
 /// Validates `text` as if read from `path` (no environment consulted), the processors supplying their defaults.

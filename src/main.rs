@@ -84,6 +84,21 @@ enum DlqAction {
     },
 }
 
+/// `println!`, with every remembered secret scrubbed ([`db_event_writer::redact::scrub`]).
+macro_rules! say {
+    ($($t:tt)*) => { println!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+}
+
+/// `eprintln!`, scrubbed.
+macro_rules! complain {
+    ($($t:tt)*) => { eprintln!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+}
+
+/// `print!`, scrubbed.
+macro_rules! say_raw {
+    ($($t:tt)*) => { print!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+}
+
 /// Exit code for an invalid configuration.
 const EXIT_CONFIG: u8 = 2;
 
@@ -92,20 +107,20 @@ fn main() -> ExitCode {
     if let Command::HashToken = &cli.command {
         let mut token = String::new();
         if std::io::Read::read_to_string(&mut std::io::stdin(), &mut token).is_err() || token.trim().is_empty() {
-            eprintln!("error: give the token on standard input");
+            complain!("error: give the token on standard input");
             return ExitCode::from(EXIT_CONFIG);
         }
-        println!("{}", db_event_writer::ingest::tokens::hash(token.trim()));
+        say!("{}", db_event_writer::ingest::tokens::hash(token.trim()));
         return ExitCode::SUCCESS;
     }
     if let Command::ImportLegacy { path } = &cli.command {
         return match db_event_writer::legacy::import(path) {
             Ok(text) => {
-                print!("{text}");
+                say_raw!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                complain!("error: {e}");
                 ExitCode::from(EXIT_CONFIG)
             }
         };
@@ -113,16 +128,16 @@ fn main() -> ExitCode {
     let config = match db_event_writer::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            complain!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     init_logging(&config.log);
     let result = match cli.command {
         Command::Validate => {
-            println!("{}: valid, {} stream(s)", config.source.display(), config.streams.len());
+            say!("{}: valid, {} stream(s)", config.source.display(), config.streams.len());
             for s in &config.streams {
-                println!("{}", db_event_writer::supervisor::describe(s));
+                say!("{}", db_event_writer::supervisor::describe(s));
             }
             Ok(())
         }
@@ -133,9 +148,9 @@ fn main() -> ExitCode {
             Ok(rt) => {
                 let report = rt.block_on(db_event_writer::status::status(&config));
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    say!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
                 } else {
-                    print!("{}", report.render(&config));
+                    say_raw!("{}", report.render(&config));
                 }
                 return if report.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
             }
@@ -157,7 +172,8 @@ fn main() -> ExitCode {
 fn init_logging(log: &LogConfig) {
     use std::io::IsTerminal as _;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Every line scrubbed of the configuration's secrets before it reaches stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(db_event_writer::redact::ScrubWriter);
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -170,7 +186,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let report = db_event_writer::migrate::migrate(&config.database).await?;
-    println!(
+    say!(
         "migrated schema {}: {} applied now ({}), timescaledb {}{}",
         config.database.schema,
         report.applied.len(),
@@ -215,7 +231,7 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
         DlqAction::List { stream, limit } => {
             let letters = dlq::list(&js, &config.dlq, stream.as_deref(), limit).await?;
             for l in &letters {
-                println!(
+                say!(
                     "{}\t{}\tstream={} subject={} sequence={} delivered={} class={}\t{}",
                     l.dlq_sequence,
                     l.time,
@@ -227,13 +243,13 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
                     l.header(dlq::H_REASON),
                 );
             }
-            eprintln!("{} dead letter(s)", letters.len());
+            complain!("{} dead letter(s)", letters.len());
         }
         DlqAction::Replay { stream, limit } => {
             let done = dlq::replay(&js, &config.dlq, stream.as_deref(), limit).await?;
-            println!("replayed {} dead letter(s)", done.replayed);
+            say!("replayed {} dead letter(s)", done.replayed);
             if done.kept > 0 {
-                println!("kept {} dead letter(s) that could not be replayed (see the log)", done.kept);
+                say!("kept {} dead letter(s) that could not be replayed (see the log)", done.kept);
             }
         }
     }
@@ -257,7 +273,7 @@ async fn publish(config: Config, subject: String, file: PathBuf) -> anyhow::Resu
         .context("publishing")?
         .await
         .with_context(|| format!("no JetStream stream stored {subject} (is the daemon's stream created?)"))?;
-    println!("published {subject}: stream {} sequence {}", ack.stream, ack.sequence);
+    say!("published {subject}: stream {} sequence {}", ack.stream, ack.sequence);
     Ok(())
 }
 

@@ -7,4 +7,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = validate(ProcessorKind::Logs, "logs.syslog.processed", data, "events");
+    let _ = validate(ProcessorKind::Logs, "logs.snmp", data, "events");
+    let _ = validate(ProcessorKind::Logs, "logs.otel", data, "events");
 });

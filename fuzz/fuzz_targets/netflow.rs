@@ -7,4 +7,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = validate(ProcessorKind::Netflow, "flows.raw.netflow", data, "events");
+    let _ = validate(ProcessorKind::Netflow, "flow.attributed.default", data, "events");
 });

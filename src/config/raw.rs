@@ -260,6 +260,18 @@ pub(super) struct RawIngest {
     /// TLS on the listener: certificate, key, and a CA for client certificates.
     #[serde(default)]
     pub(super) tls: Option<Spanned<RawServerTls>>,
+    /// Most connections open at once.
+    #[serde(default)]
+    pub(super) max_connections: Option<Spanned<i64>>,
+    /// Time for a request's headers (and of keep-alive idleness).
+    #[serde(default)]
+    pub(super) header_timeout: Option<Spanned<String>>,
+    /// Time for a request's body and answer.
+    #[serde(default)]
+    pub(super) request_timeout: Option<Spanned<String>>,
+    /// Most items in one batch request.
+    #[serde(default)]
+    pub(super) max_batch_items: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

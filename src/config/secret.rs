@@ -1,7 +1,7 @@
-//! Secrets and what must never be printed: a value kept in the file or in a file of its own, `${VAR}`
-//! interpolation of the environment into the file, and the redaction of credentials from URLs.
+//! Secrets: a value kept in the file or in a file of its own (remembered for scrubbing whenever read), and
+//! `${VAR}` interpolation of the environment into the file.
 //!
-//! Uses nothing of the project.
+//! Uses [`crate::redact`] (a leaf).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,16 +25,22 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// The secret's current value.
+    /// The secret's current value, remembered so that nothing printed from now on shows it
+    /// ([`crate::redact::scrub`]).
     pub fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::Value(v) => Ok(v.clone()),
+        let v = match self {
+            Secret::Value(v) => v.clone(),
             Secret::File(p) => {
                 let v = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let v = v.trim_end().to_owned();
-                if v.is_empty() { Err(format!("{}: is empty", p.display())) } else { Ok(v) }
+                if v.is_empty() {
+                    return Err(format!("{}: is empty", p.display()));
+                }
+                v
             }
-        }
+        };
+        crate::redact::remember(&v);
+        Ok(v)
     }
 }
 
@@ -78,38 +84,4 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
         out.push_str(rest);
     }
     Ok(out)
-}
-
-/// `scheme://user:secret@host` → `scheme://user:***@host`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let redacted = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("***@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = redact_query_password(tail);
-    format!("{scheme}://{redacted}{tail}")
-}
-
-fn redact_query_password(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else {
-        return tail.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::secret::{Secret, redact_url};
+use super::secret::Secret;
+use crate::redact::redact_url;
 
 /// Environment variable that overrides `[nats] url`.
 pub const ENV_NATS_URL: &str = "NATS_URL";
@@ -37,6 +38,14 @@ pub enum ConfigError {
         line: usize,
         /// The dotted key path, e.g. `stream[0].batch_size`.
         key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable overriding the file is not valid.
+    #[error("environment variable {name}: {message}")]
+    Environment {
+        /// The variable.
+        name: &'static str,
         /// What is wrong.
         message: String,
     },
@@ -87,7 +96,7 @@ pub struct JetStreamShape {
 /// `[nats]`.
 #[derive(Clone, PartialEq)]
 pub struct NatsConfig {
-    /// Server URL (may carry credentials, so it is never printed whole).
+    /// Server URLs, comma-separated, without credentials (those written in the URL are in `auth`).
     pub url: String,
     /// How the daemon authenticates.
     pub auth: NatsAuth,
@@ -108,7 +117,7 @@ impl fmt::Debug for NatsConfig {
 /// How the daemon authenticates to NATS.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NatsAuth {
-    /// No credentials (or only what the URL carries).
+    /// No credentials.
     None,
     /// A `.creds` file (JWT and nkey seed).
     Creds(PathBuf),
@@ -318,6 +327,15 @@ pub struct IngestConfig {
     pub tokens_file: Option<PathBuf>,
     /// TLS on the listener; `None`: plain HTTP.
     pub tls: Option<ServerTls>,
+    /// Most connections open at once (lowered at start to what the descriptor limit leaves after the database
+    /// pool and NATS); beyond it, new connections wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (also the longest an idle keep-alive connection stays).
+    pub header_timeout: Duration,
+    /// A request's body must arrive, and its answer be ready, within this.
+    pub request_timeout: Duration,
+    /// Most items in one batch request.
+    pub max_batch_items: usize,
 }
 
 /// A TLS listener's files.
@@ -334,6 +352,14 @@ pub struct ServerTls {
 impl IngestConfig {
     /// 1 MiB, NATS's default max_payload.
     pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+    /// Connections at once.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    /// 10 s for a request's headers (and of keep-alive idleness).
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 30 s for a body and its answer: a 1 MiB body at 35 KiB/s; the answer waits at most 5 s for JetStream.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// 1,000 items per batch.
+    pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
     /// A day.
     pub const DEFAULT_STATUS_TTL: Duration = Duration::from_secs(86_400);
 }

@@ -3,21 +3,24 @@
 //! silent default. Defaults that belong to a processor come from the table the processors supply
 //! ([`super::Defaults`]).
 //!
-//! Uses the config types only.
+//! Uses the config types, [`super::locate`] (errors naming file and line) and [`super::stream`] (the
+//! `[[stream]]`s and subject checks).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::locate::{Locator, duration, opt_duration, positive};
 use super::raw::*;
 use super::secret::Secret;
+use super::stream::{check_name, check_subject, streams_config};
 use super::types::*;
 
 /// Parses and validates `text` (read from `path`, named in errors) with the processors' `defaults`.
 pub(super) fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Config, ConfigError> {
-    let at = Locator { file: path, text };
+    let at = Locator::new(path, text);
     let de = toml::Deserializer::parse(text).map_err(|e| at.toml_error(&e, String::new()))?;
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         // Spanned<T> shows up in the path as a private field; the operator's key is the rest.
@@ -30,45 +33,6 @@ pub(super) fn parse(path: &Path, text: &str, defaults: &Defaults) -> Result<Conf
         at.toml_error(e.inner(), key)
     })?;
     validate(raw, &at, defaults)
-}
-
-/// Turns byte spans into `file:line: key: message` errors.
-struct Locator<'a> {
-    file: &'a Path,
-    text: &'a str,
-}
-
-impl Locator<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
-    }
-
-    fn err(&self, span: std::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_owned(),
-            line: self.line_of(span.start),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-
-    fn toml_error(&self, e: &toml::de::Error, key: String) -> ConfigError {
-        let message = e.message().trim().to_owned();
-        // serde names an unknown key only in its message; lift it into the key path.
-        let key = match unknown_field(&message) {
-            Some(field) if key.is_empty() => field.to_owned(),
-            Some(field) if !key.ends_with(field) => format!("{key}.{field}"),
-            _ if key.is_empty() => "(file)".to_owned(),
-            _ => key,
-        };
-        self.err(e.span().unwrap_or(0..0), key, message)
-    }
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
 }
 
 fn validate(raw: RawConfig, at: &Locator<'_>, defaults: &Defaults) -> Result<Config, ConfigError> {
@@ -303,6 +267,18 @@ fn ingest_config(i: RawIngest, at: &Locator<'_>) -> Result<IngestConfig, ConfigE
         },
         status_ttl: opt_duration(at, i.status_ttl.as_ref(), "ingest.status_ttl")?
             .unwrap_or(IngestConfig::DEFAULT_STATUS_TTL),
+        max_connections: match &i.max_connections {
+            Some(m) => positive(m, 1, 65_536).map_err(|e| at.err(m.span(), "ingest.max_connections", e))? as usize,
+            None => IngestConfig::DEFAULT_MAX_CONNECTIONS,
+        },
+        header_timeout: opt_duration(at, i.header_timeout.as_ref(), "ingest.header_timeout")?
+            .unwrap_or(IngestConfig::DEFAULT_HEADER_TIMEOUT),
+        request_timeout: opt_duration(at, i.request_timeout.as_ref(), "ingest.request_timeout")?
+            .unwrap_or(IngestConfig::DEFAULT_REQUEST_TIMEOUT),
+        max_batch_items: match &i.max_batch_items {
+            Some(m) => positive(m, 1, 100_000).map_err(|e| at.err(m.span(), "ingest.max_batch_items", e))? as usize,
+            None => IngestConfig::DEFAULT_MAX_BATCH_ITEMS,
+        },
         tokens_file: i.tokens_file.map(|f| PathBuf::from(f.into_inner())),
         tls: i.tls.map(|t| {
             let t = t.into_inner();
@@ -312,141 +288,6 @@ fn ingest_config(i: RawIngest, at: &Locator<'_>) -> Result<IngestConfig, ConfigE
                 client_ca_file: t.client_ca_file.map(|c| c.into_inner().into()),
             }
         }),
-    })
-}
-
-fn streams_config(
-    raw: Vec<Spanned<RawStream>>,
-    at: &Locator<'_>,
-    defaults: &Defaults,
-) -> Result<Vec<StreamConfig>, ConfigError> {
-    if raw.is_empty() {
-        return Err(at.err(0..0, "stream", "no [[stream]] is configured; the daemon would do nothing"));
-    }
-    let mut names: HashMap<String, usize> = HashMap::new();
-    let mut consumers: HashMap<(String, String), usize> = HashMap::new();
-    let mut streams = Vec::with_capacity(raw.len());
-    for (i, s) in raw.into_iter().enumerate() {
-        let s = s.into_inner();
-        let k = |field: &str| format!("stream[{i}].{field}");
-        check_name(s.name.get_ref()).map_err(|m| at.err(s.name.span(), k("name"), m))?;
-        if let Some(first) = names.insert(s.name.get_ref().clone(), i) {
-            return Err(at.err(
-                s.name.span(),
-                k("name"),
-                format!("duplicate stream name {:?} (also stream[{first}])", s.name.get_ref()),
-            ));
-        }
-        check_name(s.jetstream.get_ref()).map_err(|m| at.err(s.jetstream.span(), k("jetstream"), m))?;
-        check_name(s.consumer.get_ref()).map_err(|m| at.err(s.consumer.span(), k("consumer"), m))?;
-        let pair = (s.jetstream.get_ref().clone(), s.consumer.get_ref().clone());
-        if let Some(first) = consumers.insert(pair, i) {
-            return Err(at.err(
-                s.consumer.span(),
-                k("consumer"),
-                format!(
-                    "duplicate consumer {:?} on JetStream stream {:?} (also stream[{first}]); two pipelines would share one cursor",
-                    s.consumer.get_ref(),
-                    s.jetstream.get_ref()
-                ),
-            ));
-        }
-        streams.push(stream_config(i, s, at, defaults)?);
-    }
-    Ok(streams)
-}
-
-/// One `[[stream]]` (its name and consumer already checked for duplicates).
-fn stream_config(i: usize, s: RawStream, at: &Locator<'_>, defaults: &Defaults) -> Result<StreamConfig, ConfigError> {
-    let k = |field: &str| format!("stream[{i}].{field}");
-    if s.subjects.get_ref().is_empty() {
-        return Err(at.err(s.subjects.span(), k("subjects"), "must list at least one subject"));
-    }
-    let mut subjects = Vec::new();
-    for subject in s.subjects.get_ref() {
-        check_subject(subject.get_ref()).map_err(|m| at.err(subject.span(), k("subjects"), m))?;
-        if subjects.contains(subject.get_ref()) {
-            return Err(at.err(subject.span(), k("subjects"), format!("subject {:?} listed twice", subject.get_ref())));
-        }
-        subjects.push(subject.get_ref().clone());
-    }
-    let processor = *s.processor.get_ref();
-    let batch = defaults.batch_of(processor);
-    let batch_size = match &s.batch_size {
-        Some(b) => positive(b, 1, 100_000).map_err(|m| at.err(b.span(), k("batch_size"), m))? as usize,
-        None => batch.size,
-    };
-    let batch_timeout = opt_duration(at, s.batch_timeout.as_ref(), &k("batch_timeout"))?.unwrap_or(batch.timeout);
-    let ack_wait = opt_duration(at, s.ack_wait.as_ref(), &k("ack_wait"))?.unwrap_or(StreamConfig::DEFAULT_ACK_WAIT);
-    let batches_in_flight = match &s.batches_in_flight {
-        Some(b) => positive(b, 1, 16).map_err(|m| at.err(b.span(), k("batches_in_flight"), m))? as usize,
-        None => StreamConfig::DEFAULT_BATCHES_IN_FLIGHT,
-    };
-    let writers = match &s.writers {
-        Some(w) => positive(w, 1, 16).map_err(|m| at.err(w.span(), k("writers"), m))? as usize,
-        None => StreamConfig::DEFAULT_WRITERS,
-    };
-    // Open batch + queued batches + the ones being written must fit, or the pipeline starves.
-    let needed = (batch_size * (batches_in_flight + writers + 1)) as i64;
-    let max_ack_pending = match &s.max_ack_pending {
-        Some(m) => {
-            let v = positive(m, 1, i64::from(i32::MAX)).map_err(|e| at.err(m.span(), k("max_ack_pending"), e))?;
-            if v < batch_size as i64 {
-                return Err(at.err(
-                    m.span(),
-                    k("max_ack_pending"),
-                    format!("{v} is below batch_size {batch_size}: a batch could never fill"),
-                ));
-            }
-            v
-        }
-        None => needed.max(StreamConfig::MIN_DEFAULT_MAX_ACK_PENDING),
-    };
-    let max_deliver = match &s.max_deliver {
-        Some(m) if *m.get_ref() == -1 || *m.get_ref() >= 1 => *m.get_ref(),
-        Some(m) => {
-            return Err(at.err(m.span(), k("max_deliver"), "must be -1 (unlimited) or at least 1"));
-        }
-        None => StreamConfig::DEFAULT_MAX_DELIVER,
-    };
-    let nak_delay = opt_duration(at, s.nak_delay.as_ref(), &k("nak_delay"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY);
-    let nak_delay_max =
-        opt_duration(at, s.nak_delay_max.as_ref(), &k("nak_delay_max"))?.unwrap_or(StreamConfig::DEFAULT_NAK_DELAY_MAX);
-    let max_rows_per_message = match &s.max_rows_per_message {
-        Some(m) => positive(m, 1, 100_000_000).map_err(|e| at.err(m.span(), k("max_rows_per_message"), e))? as usize,
-        None => StreamConfig::DEFAULT_MAX_ROWS_PER_MESSAGE,
-    };
-    let max_expansion = match &s.max_expansion {
-        Some(m) => positive(m, 1, 1_000_000).map_err(|e| at.err(m.span(), k("max_expansion"), e))? as usize,
-        None => StreamConfig::DEFAULT_MAX_EXPANSION,
-    };
-    let max_bytes_in_flight = match &s.max_bytes_in_flight {
-        Some(m) => positive(m, 1 << 20, 1 << 40).map_err(|e| at.err(m.span(), k("max_bytes_in_flight"), e))? as usize,
-        None => StreamConfig::DEFAULT_MAX_BYTES_IN_FLIGHT,
-    };
-    if nak_delay_max < nak_delay {
-        let span = s.nak_delay_max.as_ref().map(|d| d.span()).unwrap_or(0..0);
-        return Err(at.err(span, k("nak_delay_max"), "must not be below nak_delay"));
-    }
-    Ok(StreamConfig {
-        name: s.name.into_inner(),
-        jetstream: s.jetstream.into_inner(),
-        consumer: s.consumer.into_inner(),
-        subjects,
-        processor,
-        batch_size,
-        batch_timeout,
-        ack_wait,
-        max_ack_pending,
-        max_deliver,
-        nak_delay,
-        nak_delay_max,
-        batches_in_flight,
-        writers,
-        validate: s.validate.as_ref().is_some_and(|v| *v.get_ref()),
-        max_rows_per_message,
-        max_expansion,
-        max_bytes_in_flight,
     })
 }
 
@@ -574,7 +415,9 @@ fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> 
             Some(tls_files(at, "nats.tls", [&t.ca_file, &t.cert_file, &t.key_file, &t.server_name])?)
         }
     };
-    Ok(NatsConfig { url: n.url.into_inner(), auth, tls })
+    let (url, auth) =
+        super::nats_url::take_credentials(n.url.get_ref(), &auth).map_err(|m| at.err(n.url.span(), "nats.url", m))?;
+    Ok(NatsConfig { url, auth, tls })
 }
 
 /// `ca_file`, `cert_file` + `key_file`, `server_name` of a TLS section.
@@ -611,74 +454,6 @@ fn database_tls(raw: Option<Spanned<RawDbTls>>, at: &Locator<'_>) -> Result<Opti
         return Err(at.err(span, "database.tls.mode", "is disable, yet files or a server name are set"));
     }
     Ok(Some(DatabaseTls { mode, files }))
-}
-
-fn positive(v: &Spanned<i64>, min: i64, max: i64) -> Result<i64, String> {
-    let v = *v.get_ref();
-    if (min..=max).contains(&v) { Ok(v) } else { Err(format!("{v} is out of range {min}..={max}")) }
-}
-
-fn duration(at: &Locator<'_>, value: &Spanned<String>, key: &str) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(value.get_ref().trim()).map_err(|e| {
-        at.err(
-            value.span(),
-            key,
-            format!("bad duration {:?}: {e} (write e.g. \"500ms\", \"1s\", \"7d\")", value.get_ref()),
-        )
-    })?;
-    if d.is_zero() {
-        return Err(at.err(value.span(), key, "must be greater than zero"));
-    }
-    Ok(d)
-}
-
-fn opt_duration(at: &Locator<'_>, value: Option<&Spanned<String>>, key: &str) -> Result<Option<Duration>, ConfigError> {
-    value.map(|v| duration(at, v, key)).transpose()
-}
-
-/// JetStream stream and consumer names, and pipeline names: no whitespace, dots, wildcards or path separators.
-/// Checks a JetStream stream or consumer name (no whitespace, '.', '*', '>', '/', '\\').
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
-    if name.len() > 255 {
-        return Err("longer than 255 bytes".into());
-    }
-    if let Some(c) =
-        name.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
-    {
-        return Err(format!("{name:?} contains {c:?}; names may not contain whitespace, '.', '*', '>', '/' or '\\'"));
-    }
-    Ok(())
-}
-
-/// A NATS subject filter (for other modules' files: the ingest tokens' `subjects`).
-pub fn check_subject_filter(subject: &str) -> Result<(), String> {
-    check_subject(subject)
-}
-
-/// A NATS subject filter: non-empty tokens, `*` only as a whole token, `>` only as the last token.
-fn check_subject(subject: &str) -> Result<(), String> {
-    if subject.is_empty() {
-        return Err("empty subject".into());
-    }
-    let tokens: Vec<&str> = subject.split('.').collect();
-    for (i, t) in tokens.iter().enumerate() {
-        if t.is_empty() {
-            return Err(format!("subject {subject:?} has an empty token"));
-        }
-        if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("subject {subject:?} contains whitespace"));
-        }
-        if (t.contains('*') && *t != "*") || (t.contains('>') && *t != ">") {
-            return Err(format!("subject {subject:?}: a wildcard must be a whole token"));
-        }
-        if *t == ">" && i + 1 != tokens.len() {
-            return Err(format!("subject {subject:?}: '>' must be the last token"));
-        }
-    }
-    Ok(())
 }
 
 /// A PostgreSQL schema name: a plain identifier (letters, digits, `_`; not starting with a digit), at most 63

@@ -75,7 +75,7 @@ pub enum Denied {
 impl Token {
     /// May it post to `subject`?
     pub fn allows(&self, subject: &str) -> bool {
-        self.subjects.as_ref().is_none_or(|s| s.iter().any(|f| super::subject_matches(f, subject)))
+        self.subjects.as_ref().is_none_or(|s| s.iter().any(|f| super::limits::subject_matches(f, subject)))
     }
 
     /// Takes `n` requests from its bucket.

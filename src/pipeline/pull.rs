@@ -101,9 +101,9 @@ impl Pull {
         Ok(None)
     }
 
-    /// A message already received and buffered, without waiting (what is left when the reader stops).
-    pub fn buffered(&mut self) -> Option<async_nats::Message> {
-        futures::FutureExt::now_or_never(self.next()).and_then(Result::ok).flatten()
+    /// The next message if it arrives within `quiet` (what is still on the wire when the reader stops).
+    pub async fn trailing(&mut self, quiet: Duration) -> Option<async_nats::Message> {
+        tokio::time::timeout(quiet, self.next()).await.ok().and_then(Result::ok).flatten()
     }
 }
 

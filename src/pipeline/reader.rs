@@ -22,6 +22,8 @@ use crate::processor::{Headers, Incoming, Limits, Processor, Rows};
 
 /// Bytes a pull may overshoot the room by: one message at the server's limit always fits a request.
 const HEADROOM: usize = 64 * 1024;
+/// How long a stopping reader waits for the next message still on the wire of its last pull request.
+const TRAILING_QUIET: Duration = Duration::from_millis(50);
 
 pub(super) struct Reader<'a, P: Processor> {
     pub(super) processor: &'a P,
@@ -82,7 +84,10 @@ impl<P: Processor> Reader<'_, P> {
                     // Why biased, shutdown first: once asked to stop, take what already arrived and nothing more.
                     biased;
                     _ = shutdown.cancelled() => {
-                        while let Some(message) = pull.buffered() {
+                        // Why: what JetStream already sent for this request may still be on the wire; taking what
+                        // arrives within a short quiet gap spares it an ack_wait redelivery (a later one is
+                        // redelivered, never lost).
+                        while let Some(message) = pull.trailing(TRAILING_QUIET).await {
                             self.accept(message, &mut batcher, &mut last_delivery)?;
                         }
                         break 'read Ok(());
