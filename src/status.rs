@@ -1,6 +1,7 @@
 //! `db-event-writer status`: what JetStream says of each stream's consumer (lag, awaiting ack, redelivered), how
 //! many dead letters it has, whether the DLQ can take more, whether NATS and the database answer, and, from the
-//! running daemon's `/metrics` when `[http] listen` is set, how many dead letters it holds unstored. Reads only.
+//! running daemon's `/metrics` and `/readyz` when `[http] listen` is set, how many dead letters it holds unstored and
+//! whether each stream's task runs (or why it fails). Reads only.
 //!
 //! Uses the config types, JetStream and the pool.
 
@@ -35,6 +36,9 @@ pub struct StreamStatus {
     /// Messages the running daemon holds whose dead letter is not stored yet (its `/metrics`; unknown when the
     /// daemon does not answer there).
     pub dead_letters_held: Option<u64>,
+    /// The running daemon's task for it (its `/metrics` and `/readyz`): `running`, `starting`, or `failing: <its
+    /// last error>`; unknown when the daemon does not answer there.
+    pub task: Option<String>,
     /// Why some of the above is unknown.
     pub error: Option<String>,
 }
@@ -55,12 +59,17 @@ pub struct Status {
 }
 
 impl Status {
-    /// NATS and the database answer, the DLQ takes letters, every consumer was found and no dead letter waits.
+    /// NATS and the database answer, the DLQ takes letters, every consumer was found, no dead letter waits and no
+    /// stream's task is failing.
     pub fn healthy(&self) -> bool {
         self.nats == "ok"
             && self.database == "ok"
             && self.dlq.starts_with("ok")
-            && self.streams.iter().all(|s| s.error.is_none() && s.dead_letters_held.unwrap_or(0) == 0)
+            && self.streams.iter().all(|s| {
+                s.error.is_none()
+                    && s.dead_letters_held.unwrap_or(0) == 0
+                    && !s.task.as_deref().is_some_and(|t| t.starts_with("failing"))
+            })
     }
 }
 
@@ -82,12 +91,27 @@ pub async fn status(config: &Config) -> Status {
             redelivered: None,
             dead_letters: None,
             dead_letters_held: None,
+            task: None,
             error: None,
         })
         .collect();
-    if let Some(held) = daemon_metric(config, "db_event_writer_dead_letters_held").await {
+    if let Some(text) = daemon_get(config, "/metrics").await {
+        let held = gauge(&text, "db_event_writer_dead_letters_held");
+        let up = gauge(&text, "db_event_writer_stream_up");
+        let failing: std::collections::BTreeMap<String, String> = daemon_get(config, "/readyz")
+            .await
+            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| serde_json::from_value(v["failing"].clone()).ok())
+            .unwrap_or_default();
+        let of = |list: &[(String, f64)], name: &str| list.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
         for s in &mut streams {
-            s.dead_letters_held = held.iter().find(|(name, _)| *name == s.name).map(|(_, n)| *n as u64);
+            s.dead_letters_held = of(&held, &s.name).map(|n| n as u64);
+            s.task = match (failing.get(&s.name), of(&up, &s.name)) {
+                (Some(why), _) => Some(format!("failing: {why}")),
+                (None, Some(v)) if v >= 1.0 => Some("running".to_owned()),
+                (None, Some(_)) => Some("starting".to_owned()),
+                (None, None) => Some("not running (not in the daemon's configuration)".to_owned()),
+            };
         }
     }
     let client = match tokio::time::timeout(CHECK_TIMEOUT, jetstream::connect_once(&config.nats)).await {
@@ -163,8 +187,8 @@ fn dlq_text(
     }
 }
 
-/// One gauge of the running daemon's `/metrics` (`[http] listen`), by stream: `None` when nothing answers.
-async fn daemon_metric(config: &Config, name: &str) -> Option<Vec<(String, f64)>> {
+/// The body of `GET path` on the running daemon's `[http] listen`: `None` when nothing answers.
+async fn daemon_get(config: &Config, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut addr = config.http.listen?;
     if addr.ip().is_unspecified() {
@@ -172,24 +196,27 @@ async fn daemon_metric(config: &Config, name: &str) -> Option<Vec<(String, f64)>
     }
     let fetch = async {
         let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         conn.write_all(request.as_bytes()).await.ok()?;
-        let mut body = Vec::new();
-        conn.read_to_end(&mut body).await.ok()?;
-        Some(String::from_utf8_lossy(&body).into_owned())
+        let mut response = Vec::new();
+        conn.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Some(text.split_once("\r\n\r\n").map_or(text.clone(), |(_, body)| body.to_owned()))
     };
-    let text = tokio::time::timeout(Duration::from_secs(2), fetch).await.ok()??;
+    tokio::time::timeout(Duration::from_secs(2), fetch).await.ok()?
+}
+
+/// One gauge of a `/metrics` text, by stream.
+fn gauge(text: &str, name: &str) -> Vec<(String, f64)> {
     let prefix = format!("{name}{{");
-    Some(
-        text.lines()
-            .filter_map(|l| l.strip_prefix(&prefix))
-            .filter_map(|rest| {
-                let (labels, value) = rest.rsplit_once("} ")?;
-                let stream = labels.split(',').find_map(|kv| kv.strip_prefix("stream=\""))?.trim_end_matches('"');
-                Some((stream.to_owned(), value.trim().parse().ok()?))
-            })
-            .collect(),
-    )
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let stream = labels.split(',').find_map(|kv| kv.strip_prefix("stream=\""))?.trim_end_matches('"');
+            Some((stream.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 async fn database(config: &Config) -> String {
@@ -236,6 +263,9 @@ impl fmt::Display for StreamStatus {
         )?;
         if let Some(held) = self.dead_letters_held.filter(|n| *n > 0) {
             write!(f, " dead_letters_held={held} (not stored yet: see dlq)")?;
+        }
+        if let Some(task) = &self.task {
+            write!(f, " task={task}")?;
         }
         if let Some(e) = &self.error {
             write!(f, " error={e}")?;

@@ -1,7 +1,7 @@
 //! One supervised task per `[[stream]]`: a failed (or panicked) stream restarts with capped exponential backoff
 //! while the other streams keep running.
 //!
-//! Uses the pipeline.
+//! Uses the pipeline, and the metrics for each stream's state (`stream_up`, `stream_restarts`, why it fails).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +62,8 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Runs one stream until `shutdown`, restarting it when it fails.
 pub async fn supervise(cfg: StreamConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let processor = cfg.processor.name();
+    shared.metrics.stream_starting(&cfg.name, processor);
     loop {
         let started = Instant::now();
         // Spawned so that a panic is caught here (as a JoinError) instead of taking the supervisor down.
@@ -70,23 +72,33 @@ pub async fn supervise(cfg: StreamConfig, shared: Arc<Shared>, shutdown: Cancell
             async move { run_stream(&cfg, &shared, &shutdown).await }
         });
         let outcome = task.await;
-        match outcome {
+        let (class, why) = match outcome {
             Ok(Ok(())) if shutdown.is_cancelled() => {
                 tracing::info!(stream = %cfg.name, "stream stopped");
                 return;
             }
             Ok(Ok(())) => {
-                tracing::error!(stream = %cfg.name, "stream task returned without being asked to; restarting")
+                tracing::error!(stream = %cfg.name, "stream task returned without being asked to; restarting");
+                ("returned", "the stream task returned without being asked to".to_owned())
             }
-            Ok(Err(e)) => tracing::error!(stream = %cfg.name, error = %e, "stream task failed"),
+            Ok(Err(e)) => {
+                tracing::error!(stream = %cfg.name, error = %e, "stream task failed");
+                (e.class(), e.to_string())
+            }
             Err(e) if e.is_panic() => {
-                tracing::error!(stream = %cfg.name, error = %e, "BUG: stream task panicked; please report it")
+                tracing::error!(stream = %cfg.name, error = %e, "BUG: stream task panicked; please report it");
+                ("panic", format!("the stream task panicked: {e}"))
             }
-            Err(e) => tracing::error!(stream = %cfg.name, error = %e, "stream task was cancelled"),
-        }
+            Err(e) => {
+                tracing::error!(stream = %cfg.name, error = %e, "stream task was cancelled");
+                ("panic", format!("the stream task was cancelled: {e}"))
+            }
+        };
         if shutdown.is_cancelled() {
             return;
         }
+        // What /readyz and status show until the task runs again (secrets masked, as in the log).
+        shared.metrics.stream_failed(&cfg.name, processor, class, &crate::redact::scrub(&why));
         if started.elapsed() >= HEALTHY_RUN {
             backoff.reset();
         }

@@ -925,6 +925,7 @@ fn deploy_files_pass_their_checkers_and_name_only_exported_metrics() {
     )
     .unwrap();
     metrics.stream(db_event_writer::pipeline::series(&otel.streams[0])).dead_lettered("decode");
+    metrics.stream_starting("s", "otel");
     let exported = metrics.encode();
     let names: std::collections::BTreeSet<&str> =
         exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();

@@ -59,6 +59,18 @@ pub enum StreamError {
     WriterDied(String),
 }
 
+impl StreamError {
+    /// Its class in `stream_restarts` ([`crate::metrics::RESTART_CLASSES`]).
+    pub fn class(&self) -> &'static str {
+        match self {
+            StreamError::Nats(_) => "setup",
+            StreamError::Pull(_) => "pull",
+            StreamError::ConsumerChanged(_) => "consumer_changed",
+            StreamError::WriterDied(_) => "writer",
+        }
+    }
+}
+
 /// What a stream's reader and writers share.
 pub(crate) struct Ctx {
     pub(super) cfg: StreamConfig,

@@ -104,6 +104,7 @@ async fn pipeline<P: Processor>(
     let Some(epoch) = incarnation(shared, cfg, created.unix_timestamp_nanos(), shutdown).await else { return Ok(()) };
     let identity: Arc<str> = Arc::from(crate::ledger::identity(&cfg.jetstream, epoch));
     tracing::info!(stream = %cfg.name, consumer = %cfg.consumer, jetstream = %cfg.jetstream, identity = %identity, "consuming");
+    shared.metrics.stream_running(&cfg.name, P::NAME);
 
     let metrics = shared.metrics.stream(series_of(&cfg.name, P::NAME, P::TABLES, P::SKIPS));
     let ctx = Arc::new(Ctx {
