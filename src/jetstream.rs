@@ -100,6 +100,8 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
                     Event::Connected => tracing::info!("NATS connected"),
                     Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
                     Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode"),
+                    // Our own clean stop.
+                    Event::Draining | Event::Closed => tracing::debug!(event = %event, "NATS connection closing"),
                     // Every failed reconnect attempt: the Disconnected warning already said it.
                     Event::ClientError(e) => tracing::debug!(error = %e, "NATS client error"),
                     other => tracing::warn!(event = %other, "NATS event"),

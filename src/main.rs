@@ -84,19 +84,33 @@ enum DlqAction {
     },
 }
 
-/// `println!`, with every remembered secret scrubbed ([`db_event_writer::redact::scrub`]).
+/// Writes `text` to standard output. A reader that went away (`validate | head`) ends the command quietly with
+/// status 0, where `println!` would panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// A line on standard output, with every remembered secret scrubbed ([`db_event_writer::redact::scrub`]).
 macro_rules! say {
-    ($($t:tt)*) => { println!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+    ($($t:tt)*) => { emit(&format!("{}\n", db_event_writer::redact::scrub(&format!($($t)*)))) };
 }
 
-/// `eprintln!`, scrubbed.
+/// A line on standard error, scrubbed (a closed standard error is ignored).
 macro_rules! complain {
-    ($($t:tt)*) => { eprintln!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{}", db_event_writer::redact::scrub(&format!($($t)*)));
+    }};
 }
 
-/// `print!`, scrubbed.
+/// Standard output without a newline, scrubbed.
 macro_rules! say_raw {
-    ($($t:tt)*) => { print!("{}", db_event_writer::redact::scrub(&format!($($t)*))) };
+    ($($t:tt)*) => { emit(&db_event_writer::redact::scrub(&format!($($t)*))) };
 }
 
 /// Exit code for an invalid configuration.

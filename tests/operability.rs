@@ -201,5 +201,30 @@ async fn a_stream_that_cannot_start_shows_in_readyz_status_and_stream_up() {
     let task =
         json["streams"].as_array().unwrap().iter().find(|s| s["name"] == bad.name.as_str()).unwrap()["task"].clone();
     assert!(task.as_str().unwrap().starts_with("failing: "), "{json}");
+    let mut daemon = daemon;
     daemon.signal("TERM");
+    assert!(daemon.wait_exit(LIMIT).success());
+    // A clean stop warns about nothing of NATS.
+    let log = daemon.log_text();
+    let tail = log.rsplit_once("shutting down").map_or(log.as_str(), |(_, t)| t);
+    assert!(!tail.lines().any(|l| l.contains(" WARN ") && l.contains("NATS")), "{tail}");
+}
+
+/// `validate | head -c 10`: the reader goes away long before the 600 streams' lines are written; the command
+/// ends quietly with status 0 instead of panicking on the broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let dir = TempDir::new("pipe");
+    let streams: Vec<TestStream> = (0..600).map(|i| TestStream::telemetry(&format!("p{i}"))).collect();
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, config_text("nats://127.0.0.1:4222", "postgres://postgres@127.0.0.1/x", &streams)).unwrap();
+    let script = format!(
+        "set -o pipefail; \"{}\" validate --config \"{}\" | head -c 10 >/dev/null",
+        daemon_bin(),
+        path.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
