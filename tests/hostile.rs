@@ -14,16 +14,36 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// Starts the daemon on `text` (written to `dir`) and waits until its ingest front on `port` answers.
-async fn front(dir: &TempDir, text: &str, port: u16) -> Daemon {
-    let path = dir.path().join("streams.toml");
-    std::fs::write(&path, text).unwrap();
-    let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
-    wait_until(LIMIT, "the ingest listener", || async {
-        http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
-    daemon
+/// A nats-server (with `nats_extra` in its configuration), a fresh database, a migrated telemetry stream (with
+/// `stream_extra` keys) and the daemon with its ingest front (`[ingest]` keys `ingest_extra`) answering.
+struct Front {
+    nats: NatsServer,
+    db: TestDb,
+    stream: TestStream,
+    port: u16,
+    daemon: Daemon,
+    _dir: TempDir,
+}
+
+impl Front {
+    async fn start(nats_extra: &str, stream_extra: &str, ingest_extra: &str) -> Front {
+        let nats = NatsServer::start_with(nats_extra);
+        let db = TestDb::create().await;
+        let dir = TempDir::new("front");
+        let mut stream = TestStream::telemetry(&unique("front"));
+        stream.extra = stream_extra.to_owned();
+        let port = free_port();
+        migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+        let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, ingest_extra);
+        let path = dir.path().join("streams.toml");
+        std::fs::write(&path, text).unwrap();
+        let daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+        wait_until(LIMIT, "the ingest listener", || async {
+            http_get(port, "/v1/openapi.json").await.is_some_and(|(s, _)| s == 200)
+        })
+        .await;
+        Front { nats, db, stream, port, daemon, _dir: dir }
+    }
 }
 
 /// A breaker that opens after two failures and connections that give up after a second: outages show quickly.
@@ -198,18 +218,8 @@ async fn daemon_connections(monitor: u16) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_long_subjects_and_ids_are_refused_and_the_nats_connection_never_drops() {
     let monitor = free_port();
-    let nats = NatsServer::start_with(&format!("http: \"127.0.0.1:{monitor}\""));
-    let db = TestDb::create().await;
-    let dir = TempDir::new("control-line");
-    let stream = TestStream::telemetry(&unique("cl"));
-    let port = free_port();
-    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
-    let mut daemon = front(
-        &dir,
-        &(config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, "")),
-        port,
-    )
-    .await;
+    let Front { nats: _nats, db, stream, port, mut daemon, _dir } =
+        Front::start(&format!("http: \"127.0.0.1:{monitor}\""), "", "").await;
     let before = daemon_connections(monitor).await;
     assert_eq!(before.len(), 1, "one connection: {before:?}");
 
@@ -337,15 +347,8 @@ async fn slow_clients_under_a_small_descriptor_limit_neither_stop_writes_nor_sta
 /// and one plainly over it: 413 without Retry-After (retrying cannot help); a body that fits is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_what_jetstream_stores_is_413_without_retry_after() {
-    let nats = NatsServer::start_with("max_payload: 65536");
-    let db = TestDb::create().await;
-    let dir = TempDir::new("payload");
-    let stream = TestStream::telemetry(&unique("pl"));
-    let port = free_port();
-    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
-    let text =
-        config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, "max_body = 1048576");
-    let mut daemon = front(&dir, &text, port).await;
+    let Front { nats: _nats, db, stream, port, mut daemon, _dir } =
+        Front::start("max_payload: 65536", "", "max_body = 1048576").await;
     let url = format!("/v1/events/{}", stream.subject("h"));
     let padded = |len: usize| {
         let body = String::from_utf8(metric(1)).unwrap();
@@ -370,15 +373,7 @@ async fn a_body_over_what_jetstream_stores_is_413_without_retry_after() {
 /// limit (1,000 items of ~1 KiB) is published, stored, and keeps the daemon's peak RSS under 300 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_are_bounded_in_items_and_memory() {
-    let nats = NatsServer::start();
-    let db = TestDb::create().await;
-    let dir = TempDir::new("batch");
-    let stream = TestStream::telemetry(&unique("ba"));
-    let port = free_port();
-    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
-    let text =
-        config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, "max_body = 1048576");
-    let mut daemon = front(&dir, &text, port).await;
+    let Front { nats, db, stream, port, mut daemon, _dir } = Front::start("", "", "max_body = 1048576").await;
     let url = format!("/v1/events/{}/batch", stream.subject("h"));
     let flood = "{}\n".repeat(349_525);
     let (status, headers, e) = post(port, &url, &[], flood.as_bytes()).await;
@@ -412,19 +407,7 @@ async fn batches_are_bounded_in_items_and_memory() {
 /// same inside a batch); the daemon keeps running and takes the next event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deeply_nested_payload_is_400_and_the_daemon_keeps_running() {
-    let nats = NatsServer::start();
-    let db = TestDb::create().await;
-    let dir = TempDir::new("nested");
-    let mut stream = TestStream::telemetry(&unique("ne"));
-    stream.extra = "validate = true\n".into();
-    let port = free_port();
-    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
-    let mut daemon = front(
-        &dir,
-        &(config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, "")),
-        port,
-    )
-    .await;
+    let Front { nats: _nats, db, stream, port, mut daemon, _dir } = Front::start("", "validate = true\n", "").await;
     let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
     let body = String::from_utf8(metric(1)).unwrap().replace(r#""host": "h1""#, &format!(r#""host": {deep}"#));
     assert!(body.len() > 20_000);
@@ -443,18 +426,7 @@ async fn a_deeply_nested_payload_is_400_and_the_daemon_keeps_running() {
 /// written now): both stored as events of their own; retrying the batch with `k` is still a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_idempotency_key_names_another_requests_message() {
-    let nats = NatsServer::start();
-    let db = TestDb::create().await;
-    let dir = TempDir::new("ids");
-    let stream = TestStream::telemetry(&unique("id"));
-    let port = free_port();
-    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
-    let mut daemon = front(
-        &dir,
-        &(config_text(&nats.url, &db.url, std::slice::from_ref(&stream)) + &ingest_section(port, "")),
-        port,
-    )
-    .await;
+    let Front { nats: _nats, db, stream, port, mut daemon, _dir } = Front::start("", "", "").await;
     let url = format!("/v1/events/{}", stream.subject("h"));
     let batch = format!("[{}, {}]", String::from_utf8(metric(0)).unwrap(), String::from_utf8(metric(1)).unwrap());
     let (status, _, first) = post(port, &format!("{url}/batch"), &[("idempotency-key", "k")], batch.as_bytes()).await;
