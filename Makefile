@@ -6,7 +6,7 @@ CONFIG ?= streams.toml
 DATABASE ?= serviceradar
 BIN := target/release/db-event-writer
 
-.PHONY: run test bench soak fuzz build services validate migrate demo fmt lint clean
+.PHONY: run stop status dlq test bench soak fuzz build services validate migrate demo fmt lint clean
 
 ## run: start PostgreSQL and NATS when none is listening, create the database, migrate, run with $(CONFIG)
 run: build
@@ -15,6 +15,21 @@ run: build
 	  $(BIN) validate --config $(CONFIG) && \
 	  $(BIN) migrate --config $(CONFIG) && \
 	  exec $(BIN) run --config $(CONFIG)
+
+## stop: stop the nats-server `make run` started (PostgreSQL is the machine's and stays)
+stop:
+	@for f in .run/nats-*.pid; do \
+	  [ -f "$$f" ] || continue; pid=$$(cat "$$f"); \
+	  if kill "$$pid" 2>/dev/null; then echo "stopped nats-server (pid $$pid, $$f)"; fi; rm -f "$$f"; \
+	done
+
+## status: `db-event-writer status` against the NATS `make run` chose (.run/nats.env); ARGS="--watch" for a live view
+status: build
+	set -a; [ -f .run/nats.env ] && . .run/nats.env; set +a; $(BIN) status --config $(CONFIG) $(ARGS)
+
+## dlq: `db-event-writer dlq $(ARGS)` against the NATS `make run` chose, e.g. make dlq ARGS="list --class decode"
+dlq: build
+	set -a; [ -f .run/nats.env ] && . .run/nats.env; set +a; $(BIN) dlq --config $(CONFIG) $(ARGS)
 
 ## test: every test (unit and integration against real PostgreSQL and nats-server), and the layout check
 test:

@@ -47,10 +47,17 @@ pdb = kinds["PodDisruptionBudget"]
 check(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items(), "PDB selector does not match the pods")
 scaled = kinds["ScaledObject"]
 check(scaled["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"], "ScaledObject targets another Deployment")
-trigger = scaled["spec"]["triggers"][0]
-check(trigger["type"] == "nats-jetstream", "KEDA trigger must be nats-jetstream")
-consumers = re.findall(r'consumer = "([^"]+)"', kinds["ConfigMap"]["data"]["streams.toml"])
-check(trigger["metadata"]["consumer"] in consumers, "KEDA scales on a consumer streams.toml does not define")
+check("replicas" not in dep["spec"], "the Deployment must not fix replicas: the ScaledObject owns them")
+triggers = scaled["spec"]["triggers"]
+config_text = kinds["ConfigMap"]["data"]["streams.toml"]
+pairs = set(re.findall(r'jetstream = "([^"]+)"\s*\n\s*consumer = "([^"]+)"', config_text))
+for trigger in triggers:
+    check(trigger["type"] == "nats-jetstream", "KEDA trigger must be nats-jetstream")
+    m = trigger["metadata"]
+    check((m["stream"], m["consumer"]) in pairs, f"KEDA scales on {m['stream']}/{m['consumer']}, which streams.toml does not define")
+    check(m.get("account") not in (None, ""), "KEDA trigger needs its JetStream account")
+check({(t["metadata"]["stream"], t["metadata"]["consumer"]) for t in triggers} == pairs,
+      "one KEDA trigger per [[stream]] consumer")
 
 compose = yaml.safe_load((root / "compose.yaml").read_text())
 services = compose["services"]

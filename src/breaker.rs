@@ -1,12 +1,13 @@
 //! One circuit breaker per database: Closed → (N consecutive connection-class failures) → Open → (cool-down) →
 //! HalfOpen: one probe query decides → Closed or Open again. While it is not Closed no stream fetches, so messages
-//! wait in JetStream (and memory stays flat) instead of failing one batch after another. Every transition is logged.
+//! wait in JetStream (and memory stays flat) instead of failing one batch after another. An outage is logged when it
+//! starts and when it ends (with its length), with a reminder every [`REMIND_EVERY`] between, not at every probe.
 //!
 //! Uses the `[breaker]` settings and the pool (its probe).
 
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,12 @@ pub struct Breaker {
     consecutive: Mutex<u32>,
     state: watch::Sender<State>,
     config: BreakerConfig,
+    /// When the breaker opened from Closed, and when the outage was last mentioned in the log.
+    outage: Mutex<Option<(Instant, Instant)>>,
 }
+
+/// How often a continuing outage is mentioned again.
+pub const REMIND_EVERY: Duration = Duration::from_secs(300);
 
 impl State {
     /// The gauge's value: 0 closed, 1 open, 2 half-open.
@@ -55,7 +61,12 @@ impl State {
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
-        Breaker { consecutive: Mutex::new(0), state: watch::Sender::new(State::Closed), config }
+        Breaker {
+            consecutive: Mutex::new(0),
+            state: watch::Sender::new(State::Closed),
+            config,
+            outage: Mutex::new(None),
+        }
     }
 
     /// The current state.
@@ -90,14 +101,25 @@ impl Breaker {
 
     fn set(&self, to: State, why: &str) {
         let from = self.state.send_replace(to);
-        if from != to {
-            match to {
-                State::Open => {
-                    tracing::error!(?from, ?to, why, cooldown = ?self.config.cooldown, "circuit breaker opened: fetching stops")
-                }
-                State::HalfOpen => tracing::warn!(?from, ?to, why, "circuit breaker half-open: probing the database"),
-                State::Closed => tracing::info!(?from, ?to, why, "circuit breaker closed: fetching resumes"),
+        if from == to {
+            return;
+        }
+        let mut outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match (to, *outage) {
+            (State::Open, None) => {
+                *outage = Some((now, now));
+                tracing::error!(why, cooldown = ?self.config.cooldown, "database outage: circuit breaker opened, fetching stops until a probe succeeds");
             }
+            (State::Open, Some((since, said))) if now.duration_since(said) >= REMIND_EVERY => {
+                *outage = Some((since, now));
+                tracing::warn!(down_for = ?since.elapsed(), "database still unreachable; fetching stays stopped");
+            }
+            (State::Closed, Some((since, _))) => {
+                *outage = None;
+                tracing::info!(why, down_for = ?since.elapsed(), "database back: circuit breaker closed, fetching resumes");
+            }
+            _ => tracing::debug!(?from, ?to, why, "circuit breaker"),
         }
     }
 

@@ -65,12 +65,29 @@ pub async fn run_reloadable(
     for s in &config.streams {
         tracing::info!("{}", supervisor::describe(s));
     }
-    let Some(client) = jetstream::connect(&config, &shutdown).await else {
+    // The breaker, the metrics and the operator's listener first: /healthz answers and /readyz says what start-up
+    // waits for while NATS or the database cannot be reached.
+    let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
+    let metrics = Arc::new(metrics::Metrics::new());
+    for s in &config.streams {
+        metrics.stream_starting(&s.name, s.processor.name());
+    }
+    let health = http::Health::starting(Arc::clone(&metrics), Arc::clone(&breaker));
+    let http = match config.http.listen {
+        Some(listen) => {
+            let served = http::serve(listen, health.clone(), shutdown.clone()).await;
+            Some(served.map_err(|source| RunError::Listen { listen, source })?)
+        }
+        None => None,
+    };
+    let Some(client) = jetstream::connect(&config, &shutdown, &|why| health.waiting_for(why)).await else {
         return Ok(());
     };
     jetstream::check_server(&client.server_info().version, &config.nats.url, &config.streams)?;
+    health.waiting_for("checking the database");
     let pool = db::SharedPool::new(db::pool(&config.database)?);
     migrate::check_tables(&pool.current(), &config).await?;
+    health.started(client.clone(), pool.clone());
 
     let js = async_nats::jetstream::new(client.clone());
     let dlq = dlq::DeadLetters::new(js.clone(), config.dlq.clone());
@@ -78,8 +95,6 @@ pub async fn run_reloadable(
         // Not fatal: the DLQ is created again at the first dead letter, whose message is held until it is stored.
         tracing::warn!(error = %e, "dead-letter stream not available yet; dead letters will be held until it is");
     }
-    let breaker = Arc::new(breaker::Breaker::new(config.breaker.clone()));
-    let metrics = Arc::new(metrics::Metrics::new());
     // The ingest front's status bucket first: the settlers record into it.
     let ingest_status = match &config.ingest {
         Some(i) => Some(ingest::status::bucket(&js, i.status_ttl).await.map_err(RunError::Ingest)?),
@@ -88,19 +103,6 @@ pub async fn run_reloadable(
     let spans_done = CancellationToken::new();
     let (tracer, exporter) =
         traces::start(config.otel.as_ref(), metrics.spans.clone(), spans_done.clone()).map_err(RunError::Otel)?;
-    let http = match config.http.listen {
-        Some(listen) => {
-            let health = http::Health {
-                metrics: Arc::clone(&metrics),
-                nats: client.clone(),
-                pool: pool.clone(),
-                breaker: Arc::clone(&breaker),
-            };
-            let served = http::serve(listen, health, shutdown.clone()).await;
-            Some(served.map_err(|source| RunError::Listen { listen, source })?)
-        }
-        None => None,
-    };
     let shared = Arc::new(Shared {
         js,
         pool: pool.clone(),
@@ -111,6 +113,7 @@ pub async fn run_reloadable(
         metrics,
         tracer,
         ingest_status: ingest_status.clone(),
+        log: config.log.clone(),
     });
     // Streams shared by several [[stream]]s are created once here rather than raced by their tasks (which still
     // ensure them, in case one disappears later).
@@ -244,6 +247,7 @@ fn background(
         config.database.password_check,
         shutdown.clone(),
     ));
+    tracker.spawn(health::summarize(Arc::clone(&shared.metrics), config.log.summary_every, shutdown.clone()));
     tracker.spawn(health::refresh(
         shared.js.clone(),
         streams,
@@ -266,7 +270,9 @@ async fn prune_ledger(pool: db::SharedPool, db: crate::config::DatabaseConfig, s
         match ledger::prune(&pool.current(), &db.schema, db.ledger_retention).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "pruned the idempotency ledger"),
-            Err(e) => tracing::warn!(error = %e, "could not prune the idempotency ledger; will retry"),
+            Err(e) => {
+                tracing::warn!(error = %crate::db::explain(&e), "could not prune the idempotency ledger; will retry")
+            }
         }
     }
 }

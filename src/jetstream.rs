@@ -68,9 +68,13 @@ pub enum NatsError {
     },
 }
 
-/// Connects, retrying with capped backoff until it works or `shutdown` fires (then `None`).
-/// After the first connection the client reconnects by itself, forever.
-pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Client> {
+/// Connects, retrying with capped backoff until it works or `shutdown` fires (then `None`); each failure is told
+/// to `waiting` (for `/readyz`). After the first connection the client reconnects by itself, forever.
+pub async fn connect(
+    config: &Config,
+    shutdown: &CancellationToken,
+    waiting: &(dyn Fn(String) + Sync),
+) -> Option<Client> {
     let url = redact_url(&config.nats.url);
     let mut delay = Duration::from_millis(250);
     loop {
@@ -82,6 +86,7 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
             Err(e) => {
                 // A missing or unreadable credentials file may be mounted late (containers): keep trying.
                 tracing::error!(error = %e, retry_in = ?delay, "cannot set up the NATS connection");
+                waiting(format!("setting up the NATS connection: {e}"));
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return None,
@@ -113,7 +118,8 @@ pub async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Cl
                 return Some(client);
             }
             Err(e) => {
-                tracing::warn!(url = %url, error = %e, retry_in = ?delay, "cannot connect to NATS")
+                tracing::warn!(url = %url, error = %e, retry_in = ?delay, "cannot connect to NATS");
+                waiting(format!("connecting to NATS at {url}: {e}"));
             }
         }
         // Why select: a daemon started before NATS must still stop at once on SIGTERM.

@@ -10,7 +10,7 @@
 //! - [`daemon`]: wiring and shutdown order; [`reload`]: SIGHUP, which streams start, drain, restart.
 //! - [`http`], [`metrics`], [`health`]: the operator's endpoints, Prometheus metrics, per-stream consumer state;
 //!   [`ingest`]: the HTTP ingest front (its [`ingest::status`] records fates, used by the settler);
-//!   [`traces`]: our own OpenTelemetry spans; [`status`], [`legacy`], [`migrate`]: commands.
+//!   [`traces`]: our own OpenTelemetry spans; [`status`], [`check`], [`legacy`], [`migrate`]: commands.
 //! - [`supervisor`]: one task per `[[stream]]`, restarted with backoff when it fails.
 //! - [`pipeline`]: a stream's pipeline: reader (pull, decode, batch) → writers (commit, bisect) → settler (the
 //!   only owner of delivered messages: ack after commit, progress, NAK, Term after the dead letter is stored).
@@ -35,6 +35,7 @@
 //! Nothing else names processors: the pipeline, metrics, defaults, validation and the fuzz tests ask the trait.
 
 pub mod breaker;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod db;

@@ -128,6 +128,8 @@ pub struct Metrics {
     pending: Family<StreamLabels, Gauge>,
     ack_pending: Family<StreamLabels, Gauge>,
     consumer_redelivered: Family<StreamLabels, Gauge>,
+    consumer_waiting: Family<StreamLabels, Gauge>,
+    last_commit: Family<StreamLabels, Gauge>,
     held: Family<StreamLabels, Gauge>,
     letters_held: Family<StreamLabels, Gauge>,
     dlq_failures: Counters<StreamLabels>,
@@ -135,6 +137,8 @@ pub struct Metrics {
     restarts: Counters<ClassLabels>,
     /// Why each failing stream's task failed last (absent once it runs again).
     failing: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Each stream's rows inserted, messages acked and terminated (shared with its counters), for the log's summary.
+    totals: std::sync::Mutex<std::collections::BTreeMap<String, [Counter; 3]>>,
     /// 0 closed, 1 open, 2 half-open.
     pub breaker_state: Gauge,
     /// Connections the pool holds.
@@ -179,12 +183,15 @@ impl Metrics {
             pending: Family::default(),
             ack_pending: Family::default(),
             consumer_redelivered: Family::default(),
+            consumer_waiting: Family::default(),
+            last_commit: Family::default(),
             held: Family::default(),
             letters_held: Family::default(),
             dlq_failures: Family::default(),
             stream_up: Family::default(),
             restarts: Family::default(),
             failing: Default::default(),
+            totals: Default::default(),
             breaker_state: Gauge::default(),
             pool_size: Gauge::default(),
             pool_in_use: Gauge::default(),
@@ -240,6 +247,16 @@ impl Metrics {
             "consumer_redelivered",
             "Messages redelivered and not yet acked (JetStream's count)",
             m.consumer_redelivered.clone(),
+        );
+        r.register(
+            "consumer_waiting",
+            "Pull requests waiting on the consumer (JetStream's num_waiting): 0 means no instance is pulling",
+            m.consumer_waiting.clone(),
+        );
+        r.register(
+            "last_commit_timestamp_seconds",
+            "Unix time of the stream's last committed batch (0 until its first since the daemon started)",
+            m.last_commit.clone(),
         );
         r.register(
             "messages_held",
@@ -331,14 +348,23 @@ impl Metrics {
                 self.rows_committed.get_or_create_owned(&l)
             })
             .collect();
+        let (rows_inserted, acked, terminated) = (
+            self.rows_inserted.get_or_create_owned(&s),
+            self.acked.get_or_create_owned(&s),
+            self.terminated.get_or_create_owned(&s),
+        );
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(s.stream.clone(), [rows_inserted.clone(), acked.clone(), terminated.clone()]);
         StreamMetrics {
             received: self.received.get_or_create_owned(&s),
             redelivered: self.redelivered.get_or_create_owned(&s),
-            acked: self.acked.get_or_create_owned(&s),
+            acked,
             naked: self.naked.get_or_create_owned(&s),
-            terminated: self.terminated.get_or_create_owned(&s),
+            terminated,
             rows_committed: tables,
-            rows_inserted: self.rows_inserted.get_or_create_owned(&s),
+            rows_inserted,
             committed: self.batches.get_or_create_owned(&outcome("committed")),
             retried: self.batches.get_or_create_owned(&outcome("retry")),
             rejected: self.batches.get_or_create_owned(&outcome("rejected")),
@@ -349,6 +375,8 @@ impl Metrics {
             pending: self.pending.get_or_create_owned(&s),
             ack_pending: self.ack_pending.get_or_create_owned(&s),
             consumer_redelivered: self.consumer_redelivered.get_or_create_owned(&s),
+            consumer_waiting: self.consumer_waiting.get_or_create_owned(&s),
+            last_commit: self.last_commit.get_or_create_owned(&s),
             held: self.held.get_or_create_owned(&s),
             letters_held: self.letters_held.get_or_create_owned(&s),
             dlq_failures: self.dlq_failures.get_or_create_owned(&s),
@@ -357,11 +385,13 @@ impl Metrics {
         }
     }
 
-    /// A configured stream's task is starting: its `stream_up` is 0 and every restart class starts at 0, so both
-    /// exist from the first scrape.
+    /// A configured stream's task is starting: its `stream_up` is 0, every restart class, its last commit time and
+    /// its consumer's waiting pulls start at 0, so all exist from the first scrape.
     pub fn stream_starting(&self, stream: &str, processor: &str) {
         let s = StreamLabels { stream: stream.to_owned(), processor: processor.to_owned() };
         drop(self.stream_up.get_or_create(&s));
+        drop(self.last_commit.get_or_create(&s));
+        drop(self.consumer_waiting.get_or_create(&s));
         for class in RESTART_CLASSES {
             let l = ClassLabels { stream: s.stream.clone(), processor: s.processor.clone(), class: class.to_owned() };
             drop(self.restarts.get_or_create(&l));
@@ -392,15 +422,30 @@ impl Metrics {
         self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
+    /// Each stream's totals so far: rows inserted, messages acked, messages terminated (dead-lettered).
+    pub fn totals(&self) -> Vec<(String, [u64; 3])> {
+        let totals = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        totals.iter().map(|(name, [r, a, t])| (name.clone(), [r.get(), a.get(), t.get()])).collect()
+    }
+
     /// Drops every series of a stream removed by a reload, so its last lag does not linger on dashboards.
     pub fn forget_stream(&self, series: StreamSeries<'_>) {
         let s = StreamLabels { stream: series.stream.to_owned(), processor: series.processor.to_owned() };
+        self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(series.stream);
         for family in
             [&self.received, &self.redelivered, &self.acked, &self.naked, &self.terminated, &self.rows_inserted]
         {
             family.remove(&s);
         }
-        for family in [&self.pending, &self.ack_pending, &self.consumer_redelivered, &self.held, &self.letters_held] {
+        for family in [
+            &self.pending,
+            &self.ack_pending,
+            &self.consumer_redelivered,
+            &self.consumer_waiting,
+            &self.last_commit,
+            &self.held,
+            &self.letters_held,
+        ] {
             family.remove(&s);
         }
         self.dlq_failures.remove(&s);
@@ -528,6 +573,10 @@ pub struct StreamMetrics {
     pub ack_pending: Gauge,
     /// JetStream's redelivered count.
     pub consumer_redelivered: Gauge,
+    /// Pull requests waiting on the consumer (any instance's).
+    pub consumer_waiting: Gauge,
+    /// Unix seconds of the last commit.
+    pub last_commit: Gauge,
     /// Messages held by the settler.
     pub held: Gauge,
     /// Of those, dead letters not stored yet.

@@ -308,6 +308,13 @@ pub enum SchemaMismatch {
         /// A stream needing it.
         stream: String,
     },
+    /// The server answers but refuses us for good: the database or the role does not exist, or the password is
+    /// wrong (SQLSTATE 3D000, 28000, 28P01). Retrying would not help.
+    #[error("the database refuses the connection: {why}; check [database] url (database name, user, password)")]
+    Refused {
+        /// The server's message and SQLSTATE.
+        why: String,
+    },
     /// The database's `build_timeseries_series_key` leaves out other tag keys than `[database.series_key]`.
     #[error(
         "{function} does not agree with [database.series_key] volatile_tag_keys ({why}): run `db-event-writer migrate` \
@@ -321,8 +328,9 @@ pub enum SchemaMismatch {
     },
 }
 
-/// Fails fast when the database answers but a table is missing; only warns when it does not answer, or not
-/// within twice `connect_timeout` (the streams then wait for it: messages stay in JetStream).
+/// Fails fast when the database answers but refuses us (no such database or role, wrong password) or a table is
+/// missing; only warns when it does not answer, or not within twice `connect_timeout` (the streams then wait for
+/// it: messages stay in JetStream).
 pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), SchemaMismatch> {
     let limit = config.database.connect_timeout * 2;
     match tokio::time::timeout(limit, look_for_tables(pool, config)).await {
@@ -337,8 +345,14 @@ pub async fn check_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Re
 async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Result<(), SchemaMismatch> {
     let client = match pool.get().await {
         Ok(c) => c,
+        Err(deadpool_postgres::PoolError::Backend(e)) if refuses_for_good(&e) => {
+            return Err(SchemaMismatch::Refused { why: crate::db::describe(&e) });
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "database not reachable at start-up; messages wait in JetStream until it is");
+            tracing::warn!(
+                error = %crate::db::describe_pool(&e),
+                "database not reachable at start-up; messages wait in JetStream until it is"
+            );
             return Ok(());
         }
     };
@@ -360,6 +374,11 @@ async fn look_for_tables(pool: &deadpool_postgres::Pool, config: &Config) -> Res
         check_series_key(&client, &config.database).await?;
     }
     Ok(())
+}
+
+/// The server refused the connection in a way waiting does not mend: no such database, no such role, bad password.
+pub fn refuses_for_good(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| matches!(c.code(), "3D000" | "28000" | "28P01"))
 }
 
 /// Asks the database's `build_timeseries_series_key` for the key of a probe carrying every volatile key (the

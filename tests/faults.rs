@@ -72,8 +72,15 @@ async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_do
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
     };
-    let replayed = db_event_writer::dlq::replay(&js, &dlq, Some(&stream.name), 100).await.unwrap();
-    assert_eq!(replayed, db_event_writer::dlq::Replayed { replayed: 5, kept: 0 });
+    let replayed = db_event_writer::dlq::tools::replay(
+        &js,
+        &dlq,
+        &db_event_writer::dlq::tools::Filter::of(Some(&stream.name), 100),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed, db_event_writer::dlq::tools::Replayed { replayed: 5, kept: 0, beyond_limit: 0 });
     wait_until(LIMIT, "replayed row", || async { db.count("timeseries_metrics").await == 1000 }).await;
     wait_drained(&js, &stream, LIMIT).await;
     let again = dead_letters(&js, &stream.name).await;

@@ -104,6 +104,7 @@ async fn a_processor_that_only_implements_the_trait_runs_with_every_guarantee() 
         metrics: Arc::new(db_event_writer::metrics::Metrics::new()),
         tracer: db_event_writer::traces::Tracer::off(),
         ingest_status: None,
+        log: config.log.clone(),
     };
     shared.dlq.ensure_stream().await.unwrap();
     let shutdown = CancellationToken::new();

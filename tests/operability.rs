@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -227,4 +228,268 @@ fn a_closed_pipe_ends_the_command_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status.code());
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The operator's listener is up before NATS: `/healthz` answers, `/readyz` is 503 and says what start-up waits
+/// for (with the connection error), `stream_up` is 0 for every stream; once NATS comes, the daemon is ready and
+/// writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_and_readyz_says_why_while_nats_is_not_there_yet() {
+    let db = TestDb::create().await;
+    let dir = TempDir::new("early");
+    let stream = TestStream::telemetry(&unique("early"));
+    let (nats_port, port) = (free_port(), free_port());
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    migrate(&common::config(&nats_url, &db.url, std::slice::from_ref(&stream))).await;
+    let text = config_text(&nats_url, &db.url, std::slice::from_ref(&stream))
+        + &format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+
+    wait_until(LIMIT, "/healthz 200 without NATS", || async {
+        http_get(port, "/healthz").await.is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    wait_until(LIMIT, "/readyz naming the NATS connection error", || async {
+        let Some((503, body)) = http_get(port, "/readyz").await else { return false };
+        body.contains("connecting to NATS at") && body.contains(&nats_port.to_string())
+    })
+    .await;
+    let (_, body) = http_get(port, "/readyz").await.unwrap();
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], false, "{body}");
+    assert_eq!(ready["nats"], "not connected yet", "{body}");
+    assert_eq!(http_get(port, "/livez").await.map(|r| r.0), Some(200));
+    let (_, m) = http_get(port, "/metrics").await.unwrap();
+    let up = format!(r#"db_event_writer_stream_up{{stream="{}",processor="telemetry"}}"#, stream.name);
+    assert_eq!(sample(&m, &up), Some(0.0), "stream_up exists from the first second: {m}");
+
+    let nats = NatsServer::start_on(nats_port, "");
+    wait_until(LIMIT, "/readyz 200 once NATS is there", || async {
+        http_get(port, "/readyz").await.is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+    let js = nats.jetstream().await;
+    wait_for_consumer(&js, &stream, LIMIT).await;
+    publish_all(&js, (0..5).map(|i| (stream.subject("h"), metric(i)))).await;
+    wait_until(LIMIT, "5 rows", || async { db.count("timeseries_metrics").await == 5 }).await;
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LIMIT).success(), "{}", daemon.log_text());
+}
+
+/// `validate` checks what the file names: NATS (and its existing consumers), the database (access, tables) and
+/// every referenced file; `--offline` the file alone. A database that does not exist stops `run` at once with
+/// its SQLSTATE instead of being retried as an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_checks_the_world_and_offline_only_the_file() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("world");
+    let stream = TestStream::telemetry(&unique("world"));
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let good_text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream));
+    let good = write("good.toml", good_text.clone());
+    let validate = |path: &str, offline: bool| {
+        let mut args = vec!["validate", "--config", path];
+        if offline {
+            args.push("--offline");
+        }
+        run_cli(&args)
+    };
+
+    // Not migrated yet: the table is missing.
+    let (code, out, err) = validate(&good, false);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("does not exist") && err.contains("migrate"), "{err}");
+    assert!(out.contains("ok: nats ") && out.contains("JetStream enabled"), "{out}");
+    assert_eq!(validate(&good, true).0, 0);
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+    let (code, out, err) = validate(&good, false);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: database ") && out.contains("has every table"), "{out}");
+    assert!(out.contains(&format!("ok: stream {}: ", stream.name)) && out.contains("does not exist yet"), "{out}");
+
+    // A credentials file that is not there.
+    let missing = dir.path().join("nowhere.creds");
+    let creds = write(
+        "creds.toml",
+        good_text.replacen("[database]", &format!("creds_file = \"{}\"\n\n[database]", missing.display()), 1),
+    );
+    let (code, out, err) = validate(&creds, false);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("creds_file") && err.contains(&missing.display().to_string()), "{err}");
+    assert_eq!(validate(&creds, true).0, 0, "offline does not read it");
+
+    // A database nobody answers for, and one that does not exist.
+    let unreachable =
+        write("down.toml", good_text.replace(&db.url, &format!("postgres://postgres@127.0.0.1:{}/x", free_port())));
+    let (code, _, err) = validate(&unreachable, false);
+    assert_eq!(code, 1);
+    assert!(err.contains("error: database postgres://") && err.contains("127.0.0.1"), "{err}");
+    assert_eq!(validate(&unreachable, true).0, 0);
+    let nosuch_db = "postgres://postgres@127.0.0.1:5432/dbew_no_such_database";
+    let nosuch = write("nosuch.toml", good_text.replace(&db.url, nosuch_db));
+    let (code, _, err) = validate(&nosuch, false);
+    assert_eq!(code, 1);
+    assert!(err.contains("dbew_no_such_database") && err.contains("3D000"), "{err}");
+
+    // A URL that is no NATS address is refused by the file check itself, with its line.
+    let bad_url = write("url.toml", good_text.replace(&nats.url, "htp://nowhere"));
+    let (code, _, err) = validate(&bad_url, true);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("url.toml:2:") && err.contains("nats.url") && err.contains("htp://nowhere"), "{err}");
+
+    // `run` against the missing database: a start-up error naming it, not an outage retried forever.
+    let started = std::time::Instant::now();
+    let mut daemon = Daemon::spawn(Path::new(&nosuch), dir.path().join("run.log"));
+    let status = daemon.wait_exit(LIMIT);
+    assert!(!status.success() && started.elapsed() < LIMIT, "{}", daemon.log_text());
+    let log = daemon.log_text();
+    assert!(log.contains("dbew_no_such_database") && log.contains("does not exist"), "{log}");
+    assert!(log.contains("3D000") && log.contains("refuses the connection"), "{log}");
+}
+
+/// A poison flood: per stream, `dead_letter_lines` letters are logged one by one per interval and the rest are
+/// summed up, so the log tells every letter in a bounded number of lines. Then the DLQ as a tool: filters,
+/// totals, capping, `show`, `purge` and `replay` with dry runs, and errors for what names nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_flood_is_a_few_log_lines_and_the_dlq_tools_filter_show_purge_and_replay() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("flood");
+    let stream = TestStream::telemetry(&unique("flood"));
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&stream))).await;
+    let text = config_text(&nats.url, &db.url, std::slice::from_ref(&stream)).replacen(
+        "[daemon]",
+        "[log]\ndead_letter_lines = 2\ndead_letter_every = \"1s\"\n\n[daemon]",
+        1,
+    );
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let mut daemon = Daemon::spawn(&path, dir.path().join("daemon.log"));
+    let (one, two) = (stream.subject("one"), stream.subject("two"));
+    let mut poison: Vec<(String, Vec<u8>)> =
+        (0..300).map(|i| (one.clone(), format!("not json {i}").into_bytes())).collect();
+    poison.extend((0..100).map(|i| (two.clone(), format!("not json either {i}").into_bytes())));
+    publish_all(&js, poison).await;
+    wait_until(LIMIT, "the DLQ stream", || async { js.get_stream("DLQ").await.is_ok() }).await;
+    wait_until(LIMIT, "400 dead letters", || async { dead_letters(&js, &stream.name).await.len() == 400 }).await;
+
+    // Every letter is told, one by one or counted in a summary, in a few lines.
+    let told = |log: &str| {
+        let single = log.lines().filter(|l| l.contains("dead-lettering a message")).count() as u64;
+        let summaries: Vec<u64> = log
+            .lines()
+            .filter(|l| l.contains("more messages dead-lettered than"))
+            .filter_map(|l| l.split("count=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect();
+        (single, summaries)
+    };
+    wait_until(LIMIT, "the summaries to tell all 400", || async {
+        let (single, summaries) = told(&daemon.log_text());
+        single + summaries.iter().sum::<u64>() == 400
+    })
+    .await;
+    let (single, summaries) = told(&daemon.log_text());
+    assert!(single <= 2 * (summaries.len() as u64 + 1), "{single} single lines, {} summaries", summaries.len());
+    assert!(single + summaries.len() as u64 <= 40, "400 letters took {single} + {} lines", summaries.len());
+
+    let config = path.to_str().unwrap();
+    let dlq = |args: &[&str]| {
+        let mut all = vec!["dlq"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", config]);
+        run_cli(&all)
+    };
+    // list: filters, the total, and a cap that says so.
+    let (code, out, err) = dlq(&["list", "--stream", &stream.name, "--limit", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(err.contains("400 dead letter(s) matched of 400") && err.contains("showing the first 3"), "{err}");
+    let first = out.lines().next().unwrap();
+    let time = first.split('\t').nth(1).unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z'), "RFC 3339: {time}");
+    let (_, out, err) = dlq(&["list", "--subject", &two, "--limit", "1000"]);
+    assert_eq!(out.lines().count(), 100, "{err}");
+    assert!(out.lines().all(|l| l.contains(&format!("subject={two} ")) && l.contains("class=decode")), "{out}");
+    let (_, out, _) = dlq(&["list", "--class", "rejected"]);
+    assert_eq!(out.lines().count(), 0);
+    let (_, out, err) = dlq(&["list", "--since", "1h", "--limit", "1000"]);
+    assert_eq!(out.lines().count(), 400, "{err}");
+    let (_, out, _) = dlq(&["list", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(out.lines().count(), 0);
+    for (args, says) in [
+        (vec!["list", "--stream", "nosuch"], "no [[stream]] is named \"nosuch\""),
+        (vec!["list", "--class", "bogus"], "--class \"bogus\""),
+        (vec!["purge"], "--all"),
+        (vec!["show", "999999"], "no dead letter at sequence 999999"),
+    ] {
+        let (code, out, err) = dlq(&args);
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    // show: every header, the reason, the payload; --payload the bytes alone.
+    let seq: &str = first.split('\t').next().unwrap();
+    let (code, out, _) = dlq(&["show", seq]);
+    assert_eq!(code, 0);
+    for header in ["Dlq-Stream: ", "Dlq-Subject: ", "Dlq-Class: decode", "Dlq-Reason: ", "Dlq-Sequence: "] {
+        assert!(out.contains(header), "{header}: {out}");
+    }
+    let (_, payload, _) = dlq(&["show", seq, "--payload"]);
+    assert!(payload.starts_with("not json "), "{payload}");
+    assert!(out.ends_with(&format!("payload ({} bytes):\n{payload}\n", payload.len())), "{out}");
+
+    // purge and replay: dry runs change nothing, then the filtered ones only.
+    let (code, out, _) = dlq(&["purge", "--subject", &one, "--dry-run"]);
+    assert_eq!((code, out.trim()), (0, "would purge 300 dead letter(s)"));
+    assert_eq!(dead_letters(&js, &stream.name).await.len(), 400);
+    let (code, out, _) = dlq(&["purge", "--subject", &one, "--limit", "250"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, "purged 250 dead letter(s)\n50 more matched beyond --limit\n");
+    assert_eq!(dead_letters(&js, &stream.name).await.len(), 150);
+    let (_, out, _) = dlq(&["replay", "--subject", &two, "--dry-run"]);
+    assert_eq!(out.trim(), "would replay 100 dead letter(s)");
+    assert_eq!(dead_letters(&js, &stream.name).await.len(), 150);
+    let (code, out, _) = dlq(&["purge", "--all"]);
+    assert_eq!((code, out.trim()), (0, "purged 150 dead letter(s)"));
+    assert!(dead_letters(&js, &stream.name).await.is_empty());
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LIMIT).success());
+}
+
+/// `[daemon] watch_config = true`: a changed file is applied without SIGHUP (a Kubernetes ConfigMap update).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_is_reloaded_when_watched() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("watch");
+    let (a, b) = (TestStream::telemetry(&unique("wa")), TestStream::telemetry(&unique("wb")));
+    migrate(&common::config(&nats.url, &db.url, std::slice::from_ref(&a))).await;
+    let write = |streams: &[TestStream]| {
+        let text =
+            config_text(&nats.url, &db.url, streams).replacen("[daemon]\n", "[daemon]\nwatch_config = true\n", 1);
+        std::fs::write(dir.path().join("streams.toml"), text).unwrap();
+    };
+    write(std::slice::from_ref(&a));
+    let js = nats.jetstream().await;
+    create_stream(&js, &a).await;
+    create_stream(&js, &b).await;
+    let mut daemon = Daemon::spawn(&dir.path().join("streams.toml"), dir.path().join("daemon.log"));
+    wait_for_consumer(&js, &a, LIMIT).await;
+    assert!(try_consumer_info(&js, &b).await.is_none());
+    write(&[a.clone(), b.clone()]);
+    wait_for_consumer(&js, &b, LIMIT).await;
+    publish_all(&js, (0..5).map(|i| (b.subject("h"), metric(i)))).await;
+    wait_until(LIMIT, "the new stream's rows", || async { db.count("timeseries_metrics").await == 5 }).await;
+    assert!(daemon.log_text().contains("configuration file changed"), "{}", daemon.log_text());
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LIMIT).success());
 }

@@ -127,7 +127,14 @@ async fn a_crash_loop_dead_letters_what_it_could_not_settle_and_a_replay_writes_
         assert!(l.header(H_REASON).contains("without being settled"), "{}", l.header(H_REASON));
     }
     // The operator replays them: each lands once, the DLQ empties, nothing is doubled.
-    let done = db_event_writer::dlq::replay(&js, &dlq_config(), Some(&stream.name), 10_000).await.unwrap();
+    let done = db_event_writer::dlq::tools::replay(
+        &js,
+        &dlq_config(),
+        &db_event_writer::dlq::tools::Filter::of(Some(&stream.name), 10_000),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.replayed, letters.len());
     wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await == N as i64 }).await;
     wait_drained(&js, &stream, LIMIT).await;
@@ -554,14 +561,15 @@ async fn replay_stores_each_dead_letter_once_however_often_it_runs() {
     // An interrupted earlier run: it republished the first flow letter, then died before deleting it.
     let first = &letters[0];
     let mut h = async_nats::HeaderMap::new();
-    h.insert("Nats-Msg-Id", db_event_writer::dlq::replay_id("DLQ", first.dlq_sequence).as_str());
+    h.insert("Nats-Msg-Id", db_event_writer::dlq::tools::replay_id("DLQ", first.dlq_sequence).as_str());
     h.insert(H_ORIGIN, first.header(H_ORIGIN));
     js.publish_with_headers(flows.subject("x"), h, first.payload.clone()).await.unwrap().await.unwrap();
     // Two operators replay at once, within the original Nats-Msg-Id's duplicate window (2 minutes).
     let dlq = dlq_config();
+    let all = db_event_writer::dlq::tools::Filter::of(None, 100);
     let (a, b) = tokio::join!(
-        db_event_writer::dlq::replay(&js, &dlq, None, 100),
-        db_event_writer::dlq::replay(&js, &dlq, None, 100)
+        db_event_writer::dlq::tools::replay(&js, &dlq, &all, false),
+        db_event_writer::dlq::tools::replay(&js, &dlq, &all, false)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.kept + b.kept, 0, "{a:?} {b:?}");
@@ -573,7 +581,9 @@ async fn replay_stores_each_dead_letter_once_however_often_it_runs() {
     wait_drained(&js, &flows, LIMIT).await;
     wait_drained(&js, &logs, LIMIT).await;
     // Once more for good measure, after the replays' duplicate window would have let copies through.
-    db_event_writer::dlq::replay(&js, &dlq, None, 100).await.unwrap();
+    db_event_writer::dlq::tools::replay(&js, &dlq, &db_event_writer::dlq::tools::Filter::of(None, 100), false)
+        .await
+        .unwrap();
     wait_drained(&js, &flows, LIMIT).await;
     wait_drained(&js, &logs, LIMIT).await;
     assert_eq!(db.count("ocsf_network_activity").await, 10, "each flow once");

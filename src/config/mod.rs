@@ -21,7 +21,7 @@ use std::path::Path;
 
 pub use crate::redact::redact_url;
 pub use secret::{Secret, interpolate};
-pub use stream::{check_name, check_subject_filter};
+pub use stream::{check_name, check_subject_filter, subject_matches};
 pub use types::*;
 
 impl Config {

@@ -188,6 +188,9 @@ pub(super) struct RawDaemon {
     /// Upper bound on a graceful shutdown.
     #[serde(default)]
     pub(super) shutdown_timeout: Option<Spanned<String>>,
+    /// Reload when the file changes.
+    #[serde(default)]
+    pub(super) watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +241,15 @@ pub(super) struct RawLog {
     /// A tracing filter such as `info` or `info,db_event_writer=debug`; `RUST_LOG` overrides it.
     #[serde(default)]
     pub(super) level: Option<Spanned<String>>,
+    /// Dead letters logged one by one per stream and interval.
+    #[serde(default)]
+    pub(super) dead_letter_lines: Option<Spanned<i64>>,
+    /// That interval.
+    #[serde(default)]
+    pub(super) dead_letter_every: Option<Spanned<String>>,
+    /// The rows-written summary's interval ("0s": off).
+    #[serde(default)]
+    pub(super) summary_every: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -244,6 +244,8 @@ impl fmt::Debug for DatabaseConfig {
 pub struct DaemonConfig {
     /// Upper bound on a graceful shutdown (stop fetching, flush, commit, ack).
     pub shutdown_timeout: Duration,
+    /// Reload when the configuration file's content changes (a Kubernetes ConfigMap update), besides SIGHUP.
+    pub watch_config: bool,
 }
 
 /// `[dlq]`: where messages that can never be written go.
@@ -305,11 +307,24 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// Tracing filter; `RUST_LOG` overrides it.
     pub level: String,
+    /// Dead letters logged one by one per stream and `dead_letter_every`; the rest are counted and summed up in
+    /// one line at the end of the interval (with the first reason).
+    pub dead_letter_lines: u32,
+    /// The interval of `dead_letter_lines`.
+    pub dead_letter_every: Duration,
+    /// How often an info line sums up the rows written per stream (0: never).
+    pub summary_every: Duration,
 }
 
 impl LogConfig {
     /// async-nats logs every reconnect attempt at info; its warnings are enough.
     pub const DEFAULT_LEVEL: &str = "info,async_nats=warn";
+    /// Dead letters logged one by one per interval.
+    pub const DEFAULT_DEAD_LETTER_LINES: u32 = 5;
+    /// Their interval.
+    pub const DEFAULT_DEAD_LETTER_EVERY: Duration = Duration::from_secs(10);
+    /// The rows-written summary's interval.
+    pub const DEFAULT_SUMMARY_EVERY: Duration = Duration::from_secs(300);
 }
 
 /// `[ingest]`: the HTTP front for clients without NATS.
@@ -418,7 +433,13 @@ impl OtelConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, level: Self::DEFAULT_LEVEL.to_owned() }
+        LogConfig {
+            format: LogFormat::Text,
+            level: Self::DEFAULT_LEVEL.to_owned(),
+            dead_letter_lines: Self::DEFAULT_DEAD_LETTER_LINES,
+            dead_letter_every: Self::DEFAULT_DEAD_LETTER_EVERY,
+            summary_every: Self::DEFAULT_SUMMARY_EVERY,
+        }
     }
 }
 

@@ -50,7 +50,7 @@ fn validate(raw: RawConfig, at: &Locator<'_>, defaults: &Defaults) -> Result<Con
         source: at.file.to_owned(),
         nats: nats_config(raw.nats.into_inner(), at)?,
         database: database_config(raw.database.into_inner(), at, defaults)?,
-        daemon: DaemonConfig { shutdown_timeout },
+        daemon: DaemonConfig { shutdown_timeout, watch_config: raw.daemon.watch_config.unwrap_or(false) },
         dlq: dlq_config(&raw.dlq, at)?,
         breaker: breaker_config(&raw.breaker, at)?,
         http: http_config(&raw.http, at)?,
@@ -104,6 +104,16 @@ fn jetstream_config(
 fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Result<DatabaseConfig, ConfigError> {
     if db.url.get_ref().trim().is_empty() {
         return Err(at.err(db.url.span(), "database.url", "must not be empty"));
+    }
+    let url = db.url.get_ref();
+    if let Some((scheme, _)) = url.split_once("://").filter(|(s, _)| !s.contains(['=', ' ']))
+        && !matches!(scheme, "postgres" | "postgresql")
+    {
+        return Err(at.err(
+            db.url.span(),
+            "database.url",
+            format!("scheme {scheme:?}: use postgres:// or postgresql://"),
+        ));
     }
     let schema = match db.schema {
         Some(s) => {
@@ -245,6 +255,15 @@ fn log_config(l: &RawLog, at: &Locator<'_>) -> Result<LogConfig, ConfigError> {
             }
             None => LogConfig::DEFAULT_LEVEL.to_owned(),
         },
+        dead_letter_lines: match &l.dead_letter_lines {
+            Some(n) => positive(n, 0, 1_000_000).map_err(|m| at.err(n.span(), "log.dead_letter_lines", m))? as u32,
+            None => LogConfig::DEFAULT_DEAD_LETTER_LINES,
+        },
+        dead_letter_every: opt_duration(at, l.dead_letter_every.as_ref(), "log.dead_letter_every")?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(LogConfig::DEFAULT_DEAD_LETTER_EVERY),
+        summary_every: opt_duration(at, l.summary_every.as_ref(), "log.summary_every")?
+            .unwrap_or(LogConfig::DEFAULT_SUMMARY_EVERY),
     })
 }
 
@@ -417,6 +436,7 @@ fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> 
     };
     let (url, auth) =
         super::nats_url::take_credentials(n.url.get_ref(), &auth).map_err(|m| at.err(n.url.span(), "nats.url", m))?;
+    super::nats_url::servers(&url).map_err(|m| at.err(n.url.span(), "nats.url", m))?;
     Ok(NatsConfig { url, auth, tls })
 }
 

@@ -23,20 +23,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Publishes of one batch in flight at once (their acknowledgements overlap; the rest wait their turn).
 pub const PUBLISH_CONCURRENCY: usize = 64;
 
-/// NATS subject filter matching (`*` one token, `>` the rest).
-pub fn subject_matches(filter: &str, subject: &str) -> bool {
-    let mut f = filter.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (f.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some("*"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+pub use crate::config::subject_matches;
 
 /// A subject a client may publish to: at most [`MAX_SUBJECT`] bytes and [`MAX_TOKENS`] tokens, tokens non-empty,
 /// printable, without wildcards or white space. The error names the limit.

@@ -39,6 +39,8 @@ pub struct Shared {
     pub tracer: crate::traces::Tracer,
     /// Where the fate of messages posted to the HTTP ingest front is recorded (`[ingest]` set).
     pub ingest_status: Option<async_nats::jetstream::kv::Store>,
+    /// `[log]`: how many dead letters are logged one by one.
+    pub log: crate::config::LogConfig,
 }
 
 /// Why a stream task stopped (the supervisor restarts it).

@@ -133,7 +133,7 @@ async fn pipeline<P: Processor>(
     let fates = shared.ingest_status.as_ref().map(|s| crate::ingest::status::Fates::new(s.clone(), &cfg.jetstream));
     let settling = tokio::spawn(
         Arc::clone(&settler)
-            .run(client.clone(), shared.dlq.clone(), metrics, fates, closing.clone())
+            .run(client.clone(), shared.dlq.clone(), metrics, fates, shared.log.clone(), closing.clone())
             .instrument(tracing::info_span!("settler", stream = %cfg.name)),
     );
     let processor = Arc::new(processor);

@@ -187,6 +187,10 @@ impl<P: Processor> Writer<P> {
                     self.count_rows(rows);
                     backoff = Duration::from_millis(250);
                     let now_ns = chrono::Utc::now().timestamp_nanos_opt().map_or(0, i128::from);
+                    if m.last_commit.get() == 0 {
+                        tracing::info!(messages = range.len(), inserted, "first batch committed");
+                    }
+                    m.last_commit.set((now_ns / 1_000_000_000) as i64);
                     // Why here: the transaction holding these rows has committed; only now may they be acked.
                     self.settler.with(|book| {
                         for (i, e) in range.clone().zip(entries) {

@@ -72,8 +72,12 @@ impl NatsServer {
 
     /// With extra server configuration (`tls { ... }`, `authorization { ... }`), written to a config file.
     pub fn start_with(extra: &str) -> NatsServer {
+        NatsServer::start_on(free_port(), extra)
+    }
+
+    /// On a port chosen beforehand (a daemon started before its NATS server).
+    pub fn start_on(port: u16, extra: &str) -> NatsServer {
         let store = TempDir::new("nats");
-        let port = free_port();
         let conf = format!(
             "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{extra}\n",
             store.path().join("js").display()
@@ -569,14 +573,15 @@ impl Drop for Proxy {
 }
 
 /// The DLQ stream's messages of one pipeline (through the daemon's own reader).
-pub async fn dead_letters(js: &jetstream::Context, pipeline: &str) -> Vec<db_event_writer::dlq::Stored> {
+pub async fn dead_letters(js: &jetstream::Context, pipeline: &str) -> Vec<db_event_writer::dlq::tools::Stored> {
     let config = db_event_writer::config::DlqConfig {
         subject_prefix: "dlq".into(),
         stream: "DLQ".into(),
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
     };
-    db_event_writer::dlq::list(js, &config, Some(pipeline), 10_000).await.expect("the DLQ stream exists and reads")
+    let filter = db_event_writer::dlq::tools::Filter::of(Some(pipeline), 10_000);
+    db_event_writer::dlq::tools::list(js, &config, &filter).await.expect("the DLQ stream exists and reads").letters
 }
 
 /// `GET path` on 127.0.0.1:port over HTTP/1.1: (status, body), or `None` when nothing answers.

@@ -11,12 +11,14 @@
 //!
 //! [`book`] is the bookkeeping, pure and property-tested: calls queue [`Action`]s. [`Settler`] shares a book
 //! between the stream's reader and writers (a mutex held for microseconds, never across an await) and its task,
-//! [`Settler::run`], performs the actions on the NATS connection and publishes dead letters.
+//! [`Settler::run`], performs the actions on the NATS connection and publishes dead letters, logging them through
+//! [`flood`]'s limiter.
 //!
 //! Uses [`crate::dlq`] (publishing), [`crate::metrics`] and [`crate::ingest`] (recording the fate of messages
 //! posted to the HTTP front).
 
 mod book;
+mod flood;
 #[cfg(test)]
 mod tests;
 
@@ -86,9 +88,11 @@ impl Settler {
         dlq: DeadLetters,
         metrics: StreamMetrics,
         fates: Option<crate::ingest::status::Fates>,
+        log: crate::config::LogConfig,
         closing: CancellationToken,
     ) {
         let (stream, every) = self.with(|b| (b.rules.stream.clone(), b.rules.progress_every()));
+        let mut flood = flood::Flood::new(log.dead_letter_lines, log.dead_letter_every);
         let mut tick = tokio::time::interval((every / 2).max(Duration::from_millis(50)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut publishing: JoinSet<(Ticket, Result<(), String>)> = JoinSet::new();
@@ -125,7 +129,13 @@ impl Settler {
                     self.with(Book::close);
                 }
                 _ = self.work.notified() => {}
-                _ = tick.tick() => self.with(|b| b.tick(Instant::now())),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.with(|b| b.tick(now));
+                    if let Some(unsaid) = flood.tick(now.into_std()) {
+                        say_unsaid(&stream, &unsaid);
+                    }
+                }
             }
             let (actions, held, letters) = self.with(|b| (b.take_actions(), b.held(), b.letters()));
             metrics.held.set(held as i64);
@@ -133,6 +143,24 @@ impl Settler {
             let freed =
                 actions.iter().any(|a| matches!(a, Action::Ack { .. } | Action::Nak { .. } | Action::Term { .. }));
             for action in actions {
+                if let Action::Publish { letter, .. } = &action {
+                    let (log, unsaid) = flood.letter(Instant::now().into_std(), || {
+                        format!(
+                            "{} at {} sequence {}: {}",
+                            letter.class, letter.subject, letter.sequence, letter.reason
+                        )
+                    });
+                    if let Some(unsaid) = unsaid {
+                        say_unsaid(&stream, &unsaid);
+                    }
+                    if log {
+                        tracing::warn!(
+                            stream = %stream, subject = %letter.subject, sequence = letter.sequence,
+                            delivered = letter.delivered, class = %letter.class, reason = %letter.reason,
+                            "dead-lettering a message"
+                        );
+                    }
+                }
                 perform(action, &stream, &client, &dlq, &metrics, fates.as_ref(), &mut publishing).await;
             }
             if freed {
@@ -147,6 +175,14 @@ impl Settler {
             fates.wait().await;
         }
     }
+}
+
+/// The line standing for the dead letters an interval did not log one by one.
+fn say_unsaid(stream: &str, unsaid: &flood::Unsaid) {
+    tracing::warn!(
+        stream, count = unsaid.count, interval = ?unsaid.every, first = %unsaid.first,
+        "more messages dead-lettered than [log] dead_letter_lines logs one by one (see `dlq list`)"
+    );
 }
 
 /// Does one action on the NATS connection. Acks, NAKs and progress are fire-and-forget publishes (a lost one
@@ -191,10 +227,6 @@ async fn perform(
             }
         }
         Action::Publish { ticket, letter } => {
-            tracing::warn!(
-                stream, subject = %letter.subject, sequence = letter.sequence, delivered = letter.delivered,
-                class = %letter.class, reason = %letter.reason, "dead-lettering a message"
-            );
             let (dlq, stream) = (dlq.clone(), stream.to_owned());
             publishing.spawn(async move {
                 let dl = DeadLetter {

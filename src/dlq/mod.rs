@@ -2,7 +2,7 @@
 //! original payload and headers plus `Dlq-*` reason headers, captured by a JetStream stream (`DLQ`, discard-new:
 //! a full DLQ refuses new letters rather than silently dropping old ones). The settler terminates the original
 //! only after JetStream acknowledged its dead letter ([`DeadLetters::publish`] says whether it did).
-//! `dlq list` and `dlq replay` read that stream back; a replay is exactly once (see [`replay`]).
+//! [`tools`] reads that stream back for the `dlq` commands (list, show, replay exactly once, purge).
 //!
 //! Uses [`crate::jetstream`] (stream set-up), the validated [`crate::config::DlqConfig`] and [`crate::redact`] (reasons
 //! are scrubbed of secrets).
@@ -15,10 +15,7 @@ use bytes::Bytes;
 
 use crate::config::DlqConfig;
 
-/// JetStream API error codes of a delete that found nothing to delete: "no message found", and a failed delete
-/// (whose description then says "no message found").
-const NO_MESSAGE: u64 = 10037;
-const DELETE_FAILED: u64 = 10057;
+pub mod tools;
 
 /// Pipeline name.
 pub const H_STREAM: &str = "Dlq-Stream";
@@ -315,158 +312,6 @@ fn one_line(reason: &str, max: usize) -> String {
         format!("{}…", &line[..cut])
     } else {
         line
-    }
-}
-
-/// One stored dead letter.
-#[derive(Debug, Clone)]
-pub struct Stored {
-    /// Its sequence in the DLQ stream.
-    pub dlq_sequence: u64,
-    /// When it was dead-lettered.
-    pub time: String,
-    /// The `Dlq-*` and original headers.
-    pub headers: HeaderMap,
-    /// The original payload.
-    pub payload: Bytes,
-}
-
-impl Stored {
-    /// A `Dlq-*` header's value (`""` when absent).
-    pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(|v| v.as_str()).unwrap_or("")
-    }
-}
-
-/// Reads up to `limit` dead letters, oldest first, optionally of one pipeline.
-pub async fn list(
-    js: &jetstream::Context,
-    config: &DlqConfig,
-    pipeline: Option<&str>,
-    limit: usize,
-) -> Result<Vec<Stored>, DlqError> {
-    let err = |message: String| DlqError::Stream { stream: config.stream.clone(), message };
-    let mut s = js.get_stream(&config.stream).await.map_err(|e| err(e.to_string()))?;
-    let state = s.info().await.map_err(|e| err(e.to_string()))?.state.clone();
-    let mut out = Vec::new();
-    if state.messages == 0 {
-        return Ok(out);
-    }
-    for seq in state.first_sequence..=state.last_sequence {
-        if out.len() >= limit {
-            break;
-        }
-        // Deleted (replayed) sequences are gaps.
-        let Ok(m) = s.get_raw_message(seq).await else { continue };
-        let stored =
-            Stored { dlq_sequence: m.sequence, time: m.time.to_string(), headers: m.headers, payload: m.payload };
-        if pipeline.is_none_or(|p| stored.header(H_STREAM) == p) {
-            out.push(stored);
-        }
-    }
-    Ok(out)
-}
-
-/// What a replay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Replayed {
-    /// Republished (or found republished by a concurrent replay) and removed from the DLQ.
-    pub replayed: usize,
-    /// Left in the DLQ: JetStream called the republish a duplicate of another message, or it cannot be replayed.
-    pub kept: usize,
-}
-
-/// The `Nats-Msg-Id` of a dead letter's replay: one per dead letter, so two replays of it (concurrent, or a
-/// re-run after an interruption) are stored once within the target stream's duplicate window.
-pub fn replay_id(dlq_stream: &str, dlq_sequence: u64) -> String {
-    format!("dlq:{dlq_stream}:{dlq_sequence}")
-}
-
-/// Republishes dead letters to their original subjects and deletes each from the DLQ only once its republish is
-/// stored. The republished message carries the original's headers (control headers stay under
-/// [`H_ORIGINAL_PREFIX`]), a `Nats-Msg-Id` of its own ([`replay_id`]) and the original's identity
-/// ([`H_ORIGIN`]), so its rows are the rows the original would have written: replaying twice, concurrently or
-/// after an interrupted run writes each row once. A republish that JetStream answers "duplicate" of a message
-/// that is not this letter's replay keeps the letter.
-pub async fn replay(
-    js: &jetstream::Context,
-    config: &DlqConfig,
-    pipeline: Option<&str>,
-    limit: usize,
-) -> Result<Replayed, DlqError> {
-    let letters = list(js, config, pipeline, limit).await?;
-    let s = js
-        .get_stream(&config.stream)
-        .await
-        .map_err(|e| DlqError::Stream { stream: config.stream.clone(), message: e.to_string() })?;
-    let mut done = Replayed::default();
-    for letter in letters {
-        let subject = letter.header(H_SUBJECT).to_owned();
-        if subject.is_empty() {
-            tracing::warn!(dlq_sequence = letter.dlq_sequence, "dead letter without Dlq-Subject; left in place");
-            done.kept += 1;
-            continue;
-        }
-        let id = replay_id(&config.stream, letter.dlq_sequence);
-        let mut headers = HeaderMap::new();
-        for (name, values) in letter.headers.iter() {
-            let name: &str = name.as_ref();
-            // Our own headers go, except the renamed control headers (kept as they are: informative only).
-            if (name.starts_with("Dlq-") && !name.starts_with(H_ORIGINAL_PREFIX)) || name == "Nats-Msg-Id" {
-                continue;
-            }
-            for v in values {
-                headers.append(name, v.as_str());
-            }
-        }
-        headers.insert("Nats-Msg-Id", id.as_str());
-        if !letter.header(H_ORIGIN).is_empty() {
-            headers.insert(H_ORIGIN, letter.header(H_ORIGIN));
-        }
-        let err = |message: String| DlqError::Publish { subject: subject.clone(), message };
-        let ack = js
-            .publish_with_headers(subject.clone(), headers, letter.payload.clone())
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        let ack = ack.await.map_err(|e| err(e.to_string()))?;
-        if ack.duplicate && !is_replay_of(js, &ack, &id).await {
-            tracing::warn!(
-                dlq_sequence = letter.dlq_sequence, stream = %ack.stream, sequence = ack.sequence,
-                "JetStream called the replay a duplicate of another message; the dead letter is kept"
-            );
-            done.kept += 1;
-            continue;
-        }
-        // Why after the ack: until the republish is stored, the DLQ copy is the only one.
-        match s.delete_message(letter.dlq_sequence).await {
-            Ok(_) => {}
-            // A concurrent replay of the same letter deleted it first: it is replayed all the same.
-            Err(e) if already_deleted(&e) => {}
-            Err(e) => return Err(DlqError::Stream { stream: config.stream.clone(), message: e.to_string() }),
-        }
-        done.replayed += 1;
-    }
-    Ok(done)
-}
-
-/// A delete that found nothing to delete: a concurrent replay deleted the letter first.
-fn already_deleted(e: &stream::DeleteMessageError) -> bool {
-    match e.kind() {
-        stream::DeleteMessageErrorKind::JetStream(j) => {
-            j.error_code().0 == NO_MESSAGE
-                || (j.error_code().0 == DELETE_FAILED && j.to_string().contains("no message found"))
-        }
-        _ => false,
-    }
-}
-
-/// Whether the message a duplicate acknowledgement points at is this letter's replay (by another run).
-async fn is_replay_of(js: &jetstream::Context, ack: &jetstream::publish::PublishAck, id: &str) -> bool {
-    let Ok(stream) = js.get_stream(&ack.stream).await else { return false };
-    match stream.get_raw_message(ack.sequence).await {
-        Ok(m) => m.headers.get("Nats-Msg-Id").is_some_and(|v| v.as_str() == id),
-        // Gone already (acked from a work queue, aged out): it was stored, so it was the replay.
-        Err(_) => false,
     }
 }
 
