@@ -72,6 +72,9 @@ pub async fn run_reloadable(
     for s in &config.streams {
         metrics.stream_starting(&s.name, s.processor.name());
     }
+    if config.ingest.is_some() {
+        metrics.ingest_on();
+    }
     let health = http::Health::starting(Arc::clone(&metrics), Arc::clone(&breaker));
     let http = match config.http.listen {
         Some(listen) => {
@@ -97,7 +100,9 @@ pub async fn run_reloadable(
     }
     // The ingest front's status bucket first: the settlers record into it.
     let ingest_status = match &config.ingest {
-        Some(i) => Some(ingest::status::bucket(&js, i.status_ttl).await.map_err(RunError::Ingest)?),
+        Some(i) => {
+            Some(ingest::status::bucket(&js, i.status_ttl, config.nats.replicas).await.map_err(RunError::Ingest)?)
+        }
         None => None,
     };
     let spans_done = CancellationToken::new();

@@ -214,6 +214,7 @@ pub fn stream_specs(config: &Config) -> BTreeMap<String, StreamSpec> {
             subjects: Vec::new(),
             shape: config.jetstream.get(&s.jetstream).cloned().unwrap_or_default(),
         });
+        spec.shape.replicas = spec.shape.replicas.or(Some(config.nats.replicas));
         for subject in &s.subjects {
             if !spec.subjects.contains(subject) {
                 spec.subjects.push(subject.clone());
@@ -267,6 +268,7 @@ pub async fn ensure_stream(
         max_bytes: shape.max_bytes.unwrap_or(-1),
         duplicate_window: shape.duplicate_window.unwrap_or_default(),
         discard: if shape.discard_new { stream::DiscardPolicy::New } else { stream::DiscardPolicy::Old },
+        num_replicas: shape.replicas.unwrap_or(1),
         ..Default::default()
     };
     get_or_create_stream(js, config).await
@@ -417,7 +419,7 @@ mod tests {
         let config = crate::parse_config(std::path::Path::new("t.toml"), text).unwrap();
         let specs = stream_specs(&config);
         assert_eq!(specs["events"].subjects, ["a.>", "b.>"]);
-        assert_eq!(specs["events"].shape, JetStreamShape::default());
+        assert_eq!(specs["events"].shape, JetStreamShape { replicas: Some(1), ..JetStreamShape::default() });
         assert_eq!(specs["metrics"].subjects, ["metrics.>"]);
         let shape = &specs["metrics"].shape;
         assert_eq!(

@@ -307,6 +307,9 @@ impl Metrics {
             "Build information",
             Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }),
         );
+        for outcome in ["applied", "rejected"] {
+            drop(m.reloads.get_or_create(&ReloadLabels { outcome: outcome.to_owned() }));
+        }
         Metrics { registry, ..m }
     }
 
@@ -490,6 +493,17 @@ impl Metrics {
     pub fn reload(&self, outcome: &str) {
         let l = ReloadLabels { outcome: outcome.to_owned() };
         self.reloads.get_or_create(&l).inc();
+    }
+
+    /// The ingest front is on: every route with the statuses it answers starts at 0, so the first 429 or 503 is an
+    /// increase from 0 for `increase()`, not a new series.
+    pub fn ingest_on(&self) {
+        const ANSWERS: [u16; 12] = [200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 429, 503];
+        for route in ["event", "batch", "status", "openapi"] {
+            for status in ANSWERS {
+                drop(self.ingest.get_or_create(&IngestLabels { route, status }));
+            }
+        }
     }
 
     /// Counts one HTTP ingest request (`route`: event, batch or status).

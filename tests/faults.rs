@@ -71,6 +71,7 @@ async fn poison_of_every_kind_goes_to_the_dlq_with_its_reason_and_one_bad_row_do
         stream: "DLQ".into(),
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
+        replicas: 1,
     };
     let replayed = db_event_writer::dlq::tools::replay(
         &js,

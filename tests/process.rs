@@ -175,3 +175,53 @@ async fn two_instances_share_the_work_and_killing_one_loses_nothing() {
     b.signal("TERM");
     assert!(b.wait_exit(Duration::from_secs(30)).success(), "{}", b.log_text());
 }
+
+/// Many instances on one consumer: one instance drains a backlog, two more join (a scale-up), one is SIGKILLed and
+/// one SIGTERMed mid-stream; every message is written exactly once and the consumer ends drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_scale_up_lose_two_and_write_everything_once() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("three");
+    let mut stream = TestStream::telemetry(&unique("three"));
+    stream.batch_size = 200;
+    stream.batch_timeout = "100ms";
+    stream.extra = "ack_wait = \"2s\"\n".to_owned();
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, config_text(&nats.url, &db.url, std::slice::from_ref(&stream))).unwrap();
+    migrate(&db_event_writer::load_config(&config_path).unwrap()).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &stream).await;
+    let subject = stream.subject("x");
+    const N: i64 = 60_000;
+    publish_all(&js, (0..N as usize).map(|i| (subject.clone(), metric(i)))).await;
+    let rows = || async { db.count("timeseries_metrics").await };
+
+    let mut a = Daemon::spawn(&config_path, dir.path().join("a.log"));
+    wait_until(LIMIT, "one instance writing", || async { rows().await >= 2_000 }).await;
+    let mut b = Daemon::spawn(&config_path, dir.path().join("b.log"));
+    let mut c = Daemon::spawn(&config_path, dir.path().join("c.log"));
+    wait_until(LIMIT, "the new instances writing", || async {
+        b.log_text().contains("first batch committed") && c.log_text().contains("first batch committed")
+    })
+    .await;
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(10));
+    assert!(rows().await < N, "a was killed mid-stream");
+    let after_kill = rows().await;
+    wait_until(LIMIT, "progress after the kill", || async { rows().await >= after_kill + 1_000 }).await;
+    b.signal("TERM");
+    assert!(b.wait_exit(Duration::from_secs(30)).success(), "{}", b.log_text());
+    assert!(rows().await < N, "b was stopped mid-stream");
+    wait_until(LIMIT, "every row", || async { rows().await >= N }).await;
+    wait_drained(&js, &stream, LIMIT).await;
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT count(*), count(DISTINCT device_id) FROM platform.timeseries_metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (N, N), "exactly once");
+    c.signal("TERM");
+    assert!(c.wait_exit(Duration::from_secs(30)).success(), "{}", c.log_text());
+}

@@ -19,6 +19,7 @@ fn dlq_config() -> db_event_writer::config::DlqConfig {
         stream: "DLQ".into(),
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
+        replicas: 1,
     }
 }
 

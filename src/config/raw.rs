@@ -61,6 +61,9 @@ pub(super) struct RawJetStream {
     /// `old` (drop the oldest when full) or `new` (refuse new messages).
     #[serde(default)]
     pub(super) discard: Option<Spanned<String>>,
+    /// Copies a cluster keeps.
+    #[serde(default)]
+    pub(super) replicas: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +71,9 @@ pub(super) struct RawJetStream {
 pub(super) struct RawNats {
     /// Server URL; env `NATS_URL` overrides.
     pub(super) url: Spanned<String>,
+    /// Copies a cluster keeps of what the daemon creates.
+    #[serde(default)]
+    pub(super) replicas: Option<Spanned<i64>>,
     /// Credentials file (JWT + nkey seed), as `nsc` writes it.
     #[serde(default)]
     pub(super) creds_file: Option<Spanned<String>>,
@@ -208,6 +214,9 @@ pub(super) struct RawDlq {
     /// Most bytes kept (oldest dropped beyond).
     #[serde(default)]
     pub(super) max_bytes: Option<Spanned<i64>>,
+    /// Copies a cluster keeps.
+    #[serde(default)]
+    pub(super) replicas: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -91,6 +91,8 @@ pub struct JetStreamShape {
     pub duplicate_window: Option<Duration>,
     /// Refuse new messages when full, instead of dropping the oldest.
     pub discard_new: bool,
+    /// Copies kept by a JetStream cluster; `None`: `[nats] replicas`.
+    pub replicas: Option<usize>,
 }
 
 /// `[nats]`.
@@ -102,6 +104,9 @@ pub struct NatsConfig {
     pub auth: NatsAuth,
     /// TLS files; `Some` requires TLS.
     pub tls: Option<TlsFiles>,
+    /// Copies a JetStream cluster keeps of each stream the daemon creates (source streams, the DLQ, the ingest
+    /// status bucket): 1 on a single server, 3 on a cluster.
+    pub replicas: usize,
 }
 
 impl fmt::Debug for NatsConfig {
@@ -110,6 +115,7 @@ impl fmt::Debug for NatsConfig {
             .field("url", &redact_url(&self.url))
             .field("auth", &self.auth)
             .field("tls", &self.tls)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -259,6 +265,8 @@ pub struct DlqConfig {
     pub max_age: Duration,
     /// Most bytes kept.
     pub max_bytes: i64,
+    /// Copies a JetStream cluster keeps (`[dlq] replicas`, else `[nats] replicas`).
+    pub replicas: usize,
 }
 
 impl DlqConfig {

@@ -46,12 +46,13 @@ fn validate(raw: RawConfig, at: &Locator<'_>, defaults: &Defaults) -> Result<Con
         Some(i) => Some(ingest_config(i.into_inner(), at)?),
         None => None,
     };
+    let nats = nats_config(raw.nats.into_inner(), at)?;
     Ok(Config {
         source: at.file.to_owned(),
-        nats: nats_config(raw.nats.into_inner(), at)?,
+        dlq: dlq_config(&raw.dlq, at, nats.replicas)?,
+        nats,
         database: database_config(raw.database.into_inner(), at, defaults)?,
         daemon: DaemonConfig { shutdown_timeout, watch_config: raw.daemon.watch_config.unwrap_or(false) },
-        dlq: dlq_config(&raw.dlq, at)?,
         breaker: breaker_config(&raw.breaker, at)?,
         http: http_config(&raw.http, at)?,
         log: log_config(&raw.log, at)?,
@@ -95,6 +96,7 @@ fn jetstream_config(
                 max_bytes,
                 duplicate_window: opt_duration(at, s.duplicate_window.as_ref(), &key(".duplicate_window"))?,
                 discard_new,
+                replicas: replicas(at, s.replicas.as_ref(), &key(".replicas"))?,
             },
         );
     }
@@ -189,7 +191,12 @@ fn database_config(db: RawDatabase, at: &Locator<'_>, defaults: &Defaults) -> Re
     })
 }
 
-fn dlq_config(d: &RawDlq, at: &Locator<'_>) -> Result<DlqConfig, ConfigError> {
+/// A replica count: 1 to 5, as JetStream allows.
+fn replicas(at: &Locator<'_>, v: Option<&Spanned<i64>>, key: &str) -> Result<Option<usize>, ConfigError> {
+    v.map(|r| positive(r, 1, 5).map(|n| n as usize).map_err(|m| at.err(r.span(), key, m))).transpose()
+}
+
+fn dlq_config(d: &RawDlq, at: &Locator<'_>, default_replicas: usize) -> Result<DlqConfig, ConfigError> {
     let subject_prefix = match &d.subject_prefix {
         Some(p) => {
             check_subject(p.get_ref())
@@ -213,7 +220,8 @@ fn dlq_config(d: &RawDlq, at: &Locator<'_>) -> Result<DlqConfig, ConfigError> {
         Some(b) => positive(b, 1024, i64::MAX).map_err(|m| at.err(b.span(), "dlq.max_bytes", m))?,
         None => DlqConfig::DEFAULT_MAX_BYTES,
     };
-    Ok(DlqConfig { subject_prefix, stream, max_age, max_bytes })
+    let replicas = replicas(at, d.replicas.as_ref(), "dlq.replicas")?.unwrap_or(default_replicas);
+    Ok(DlqConfig { subject_prefix, stream, max_age, max_bytes, replicas })
 }
 
 fn breaker_config(b: &RawBreaker, at: &Locator<'_>) -> Result<BreakerConfig, ConfigError> {
@@ -437,7 +445,8 @@ fn nats_config(n: RawNats, at: &Locator<'_>) -> Result<NatsConfig, ConfigError> 
     let (url, auth) =
         super::nats_url::take_credentials(n.url.get_ref(), &auth).map_err(|m| at.err(n.url.span(), "nats.url", m))?;
     super::nats_url::servers(&url).map_err(|m| at.err(n.url.span(), "nats.url", m))?;
-    Ok(NatsConfig { url, auth, tls })
+    let replicas = replicas(at, n.replicas.as_ref(), "nats.replicas")?.unwrap_or(1);
+    Ok(NatsConfig { url, auth, tls, replicas })
 }
 
 /// `ca_file`, `cert_file` + `key_file`, `server_name` of a TLS section.

@@ -188,6 +188,7 @@ impl DeadLetters {
             max_age: self.config.max_age,
             max_bytes: self.config.max_bytes,
             discard: stream::DiscardPolicy::New,
+            num_replicas: self.config.replicas,
             description: Some("db-event-writer dead letters".to_owned()),
             ..Default::default()
         };

@@ -52,7 +52,7 @@ pub fn parse_message_id(id: &str) -> Option<(&str, u64)> {
 }
 
 /// Creates (or opens) the status bucket, entries kept `ttl`.
-pub async fn bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store, String> {
+pub async fn bucket(js: &jetstream::Context, ttl: Duration, replicas: usize) -> Result<kv::Store, String> {
     match js.get_key_value(STATUS_BUCKET).await {
         Ok(store) => Ok(store),
         Err(_) => js
@@ -62,6 +62,7 @@ pub async fn bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store,
                 max_age: ttl,
                 history: 1,
                 storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await

@@ -579,6 +579,7 @@ pub async fn dead_letters(js: &jetstream::Context, pipeline: &str) -> Vec<db_eve
         stream: "DLQ".into(),
         max_age: Duration::from_secs(3600),
         max_bytes: 1 << 30,
+        replicas: 1,
     };
     let filter = db_event_writer::dlq::tools::Filter::of(Some(pipeline), 10_000);
     db_event_writer::dlq::tools::list(js, &config, &filter).await.expect("the DLQ stream exists and reads").letters
