@@ -8,12 +8,13 @@ BIN := target/release/db-event-writer
 
 .PHONY: run stop status dlq test bench soak fuzz build services validate migrate demo fmt lint clean
 
-## run: start PostgreSQL and NATS when none is listening, create the database, migrate, run with $(CONFIG)
+## run: start PostgreSQL and NATS when none is listening, create the database, check the file, migrate, check the world, run
 run: build
 	scripts/services.sh postgres nats database $(DATABASE)
 	set -a; . .run/nats.env; set +a; \
-	  $(BIN) validate --config $(CONFIG) && \
+	  $(BIN) validate --offline --config $(CONFIG) && \
 	  $(BIN) migrate --config $(CONFIG) && \
+	  $(BIN) validate --config $(CONFIG) && \
 	  exec $(BIN) run --config $(CONFIG)
 
 ## stop: stop the nats-server `make run` started (PostgreSQL is the machine's and stays)
