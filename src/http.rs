@@ -37,7 +37,7 @@ pub struct Health {
 /// `/readyz`'s verdict.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Readiness {
-    /// All parts ready.
+    /// This instance can take work: started, NATS connected, no stream failing (the database may be `degraded`).
     pub ready: bool,
     /// Present while the daemon starts: what it waits for (e.g. NATS, with the last connection error).
     #[serde(skip_serializing_if = "Option::is_none")]
