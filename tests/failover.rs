@@ -22,30 +22,6 @@ struct Server {
     log: PathBuf,
 }
 
-fn postgres_bin() -> PathBuf {
-    std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL's binaries under /usr/lib/postgresql (make test installs them)")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|b| b.join("initdb").exists())
-        .max()
-        .expect("an initdb under /usr/lib/postgresql/*/bin")
-}
-
-fn as_postgres(bin: &Path, program: &str, args: &[&str]) {
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(bin.join(program))
-        .args(args)
-        .output()
-        .expect("runuser");
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn chown(path: &Path) {
-    let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
-    assert!(ok, "chown {}", path.display());
-}
-
 impl Server {
     /// A primary that streams to standbys (synchronously once the test sets `synchronous_standby_names`).
     fn primary(dir: &Path) -> Server {

@@ -169,6 +169,30 @@ pub fn replay_id(dlq_stream: &str, dlq_sequence: u64) -> String {
     format!("dlq:{dlq_stream}:{dlq_sequence}")
 }
 
+/// What a replay or purge works on.
+enum Selected {
+    /// A dry run: what it would do.
+    DryRun(Replayed),
+    /// The letters, and the count of those beyond the limit.
+    Letters(Listing, Replayed),
+}
+
+/// The letters `filter` selects for a replay or purge, or (`dry_run`) how many it would touch.
+async fn selected(
+    js: &jetstream::Context,
+    config: &DlqConfig,
+    filter: &Filter,
+    dry_run: bool,
+) -> Result<Selected, DlqError> {
+    let listing = list(js, config, filter).await?;
+    let mut done = Replayed { beyond_limit: listing.matched - listing.letters.len(), ..Replayed::default() };
+    if dry_run {
+        done.replayed = listing.letters.len();
+        return Ok(Selected::DryRun(done));
+    }
+    Ok(Selected::Letters(listing, done))
+}
+
 /// Republishes the letters `filter` selects to their original subjects and deletes each from the DLQ only once
 /// its republish is stored (`dry_run`: counts them and touches nothing). The republished message carries the
 /// original's headers (control headers stay under [`H_ORIGINAL_PREFIX`]), a `Nats-Msg-Id` of its own
@@ -181,12 +205,10 @@ pub async fn replay(
     filter: &Filter,
     dry_run: bool,
 ) -> Result<Replayed, DlqError> {
-    let listing = list(js, config, filter).await?;
-    let mut done = Replayed { beyond_limit: listing.matched - listing.letters.len(), ..Replayed::default() };
-    if dry_run {
-        done.replayed = listing.letters.len();
-        return Ok(done);
-    }
+    let (listing, mut done) = match selected(js, config, filter, dry_run).await? {
+        Selected::DryRun(done) => return Ok(done),
+        Selected::Letters(listing, done) => (listing, done),
+    };
     let s = js.get_stream(&config.stream).await.map_err(|e| stream_error(config, e))?;
     for letter in listing.letters {
         let subject = letter.header(H_SUBJECT).to_owned();
@@ -239,12 +261,10 @@ pub async fn purge(
     filter: &Filter,
     dry_run: bool,
 ) -> Result<Replayed, DlqError> {
-    let listing = list(js, config, filter).await?;
-    let mut done = Replayed { beyond_limit: listing.matched - listing.letters.len(), ..Replayed::default() };
-    if dry_run {
-        done.replayed = listing.letters.len();
-        return Ok(done);
-    }
+    let (listing, mut done) = match selected(js, config, filter, dry_run).await? {
+        Selected::DryRun(done) => return Ok(done),
+        Selected::Letters(listing, done) => (listing, done),
+    };
     let s = js.get_stream(&config.stream).await.map_err(|e| stream_error(config, e))?;
     for letter in &listing.letters {
         delete(&s, config, letter.dlq_sequence).await?;

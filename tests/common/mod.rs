@@ -679,6 +679,33 @@ impl Pki {
     }
 }
 
+/// The newest PostgreSQL's binaries (initdb, pg_ctl, pg_basebackup) under /usr/lib/postgresql.
+pub fn postgres_bin() -> PathBuf {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's binaries under /usr/lib/postgresql (make test installs them)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").exists())
+        .max()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+/// Runs one of those as the `postgres` user; fails the test with its stderr when it fails.
+pub fn as_postgres(bin: &Path, program: &str, args: &[&str]) {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join(program))
+        .args(args)
+        .output()
+        .expect("runuser");
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Gives `path` (recursively) to the `postgres` user.
+pub fn chown(path: &Path) {
+    let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
+    assert!(ok, "chown {}", path.display());
+}
+
 /// A PostgreSQL cluster of the test's own (initdb as the `postgres` user) with `ssl = on`: TLS-only over TCP
 /// (plain TCP is rejected), `cert` authentication for the role `certuser`, trust for the others; the test's
 /// own client uses the Unix socket. Stopped and removed on drop.
@@ -690,27 +717,10 @@ pub struct TlsPostgres {
 
 impl TlsPostgres {
     pub fn start(server_cert: &Path, server_key: &Path, ca: &Path) -> TlsPostgres {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's binaries under /usr/lib/postgresql (make test installs them)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|b| b.join("initdb").exists())
-            .max()
-            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let bin = postgres_bin();
         let dir = TempDir::new("pgtls");
         let data = dir.path().join("data");
-        let as_postgres = |program: &str, args: &[&str]| {
-            let out = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join(program))
-                .args(args)
-                .output()
-                .expect("runuser");
-            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let chown = |path: &Path| {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
-            assert!(ok, "chown {}", path.display());
-        };
+        let as_postgres = |program: &str, args: &[&str]| as_postgres(&bin, program, args);
         chown(dir.path());
         as_postgres("initdb", &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"]);
         for (from, to) in [(server_cert, "server.crt"), (server_key, "server.key"), (ca, "root.crt")] {
