@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, Secret, redact_url};
+use crate::config::{Config, redact_url};
 use crate::{db, jetstream, migrate};
 
 /// One checked part of the world.
@@ -44,14 +44,10 @@ fn files(config: &Config) -> Vec<Check> {
         "nats credentials and TLS files",
         jetstream::options(&config.nats).map(|_| "readable".to_owned()).map_err(|e| e.to_string()),
     )];
-    let db = &config.database;
-    let password = db.password_file.as_ref().map(|p| Secret::File(p.clone()).read().map(|_| ()));
-    if let Some(read) = password {
-        checks.push(Check::new("database.password_file", read.map(|()| "readable".to_owned())));
-    }
+    // The password file and the TLS files are read by building the connection settings, as `run` does.
     checks.push(Check::new(
-        "database connection settings and TLS files",
-        db::pg_config(db).map(|_| "usable".to_owned()).map_err(|e| e.to_string()),
+        "database connection settings, password and TLS files",
+        db::pg_config(&config.database).map(|_| "usable".to_owned()).map_err(|e| e.to_string()),
     ));
     if let Some(otel) = &config.otel
         && (otel.tls.ca_file.is_some() || otel.tls.client.is_some())

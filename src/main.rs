@@ -395,24 +395,17 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
     let client = db_event_writer::jetstream::connect_once(&config.nats).await?;
     let js = async_nats::jetstream::new(client.clone());
     let configured: Vec<&str> = config.streams.iter().map(|s| s.name.as_str()).collect();
-    let filter = |args: &FilterArgs, limit: Option<usize>| -> anyhow::Result<tools::Filter> {
-        args.filter(limit.unwrap_or(usize::MAX))
-    };
-    let dlq_config = config.dlq.clone();
-    let check = |args: &FilterArgs| {
-        let (js, configured, name, dlq_config) =
-            (js.clone(), configured.clone(), args.stream.clone(), dlq_config.clone());
-        async move {
-            match name {
-                Some(name) => tools::check_stream(&js, &dlq_config, &configured, &name).await,
-                None => Ok(()),
-            }
+    // The filter as asked, after refusing a class or a `--stream` that names nothing.
+    let select = async |args: &FilterArgs, limit: usize| -> anyhow::Result<tools::Filter> {
+        let filter = args.filter(limit)?;
+        if let Some(name) = &args.stream {
+            tools::check_stream(&js, &config.dlq, &configured, name).await?;
         }
+        Ok(filter)
     };
     match action {
         DlqAction::List { filter: args, limit } => {
-            let f = filter(&args, Some(limit))?;
-            check(&args).await?;
+            let f = select(&args, limit).await?;
             let listing = tools::list(&js, &config.dlq, &f).await?;
             for l in &listing.letters {
                 say!(
@@ -465,8 +458,7 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             }
         }
         DlqAction::Replay { filter: args, limit, dry_run } => {
-            let f = filter(&args, limit)?;
-            check(&args).await?;
+            let f = select(&args, limit.unwrap_or(usize::MAX)).await?;
             let done = tools::replay(&js, &config.dlq, &f, dry_run).await?;
             let verb = if dry_run { "would replay" } else { "replayed" };
             say!("{verb} {} dead letter(s)", done.replayed);
@@ -481,8 +473,7 @@ async fn dlq(config: Config, action: DlqAction) -> anyhow::Result<()> {
             if args.is_empty() && !all {
                 anyhow::bail!("dlq purge without a filter deletes every dead letter: add --all to mean it");
             }
-            let f = filter(&args, limit)?;
-            check(&args).await?;
+            let f = select(&args, limit.unwrap_or(usize::MAX)).await?;
             let done = tools::purge(&js, &config.dlq, &f, dry_run).await?;
             let verb = if dry_run { "would purge" } else { "purged" };
             say!("{verb} {} dead letter(s)", done.replayed);

@@ -175,25 +175,17 @@ pub async fn status(config: &Config, interval: Duration) -> Status {
         tokio::time::sleep(interval).await;
     }
     for (i, s) in streams.iter_mut().enumerate() {
-        match js.get_stream(&s.jetstream).await {
-            Ok(stream) => match stream.consumer_info(&s.consumer).await {
-                Ok(info) => {
-                    s.lag = Some(info.num_pending);
-                    s.awaiting_ack = Some(info.num_ack_pending);
-                    s.redelivered = Some(info.num_redelivered);
-                    s.pullers = Some(info.num_waiting);
-                    let now = Sample {
-                        delivered: info.delivered.consumer_sequence,
-                        ack_pending: info.num_ack_pending,
-                        at: std::time::Instant::now(),
-                    };
-                    if let Some(Some(before)) = first.get(i) {
-                        (s.delivered_per_sec, s.acked_per_sec) = rates(before, &now);
-                    }
+        match consumer_info(&js, s).await {
+            Ok(info) => {
+                s.lag = Some(info.num_pending);
+                s.awaiting_ack = Some(info.num_ack_pending);
+                s.redelivered = Some(info.num_redelivered);
+                s.pullers = Some(info.num_waiting);
+                if let Some(Some(before)) = first.get(i) {
+                    (s.delivered_per_sec, s.acked_per_sec) = rates(before, &Sample::of(&info));
                 }
-                Err(e) => s.error = Some(format!("consumer {:?}: {e}", s.consumer)),
-            },
-            Err(e) => s.error = Some(format!("JetStream stream {:?}: {e}", s.jetstream)),
+            }
+            Err(e) => s.error = Some(e),
         }
         s.dead_letters = Some(match &dlq {
             Some(dlq) => match dlq.info_with_subjects(config.dlq.subject_for(&s.name)).await {
@@ -218,17 +210,28 @@ pub async fn status(config: &Config, interval: Duration) -> Status {
 async fn samples(js: &async_nats::jetstream::Context, streams: &[StreamStatus]) -> Vec<Option<Sample>> {
     let mut out = Vec::with_capacity(streams.len());
     for s in streams {
-        let info = match js.get_stream(&s.jetstream).await {
-            Ok(stream) => stream.consumer_info(&s.consumer).await.ok(),
-            Err(_) => None,
-        };
-        out.push(info.map(|i| Sample {
-            delivered: i.delivered.consumer_sequence,
-            ack_pending: i.num_ack_pending,
-            at: std::time::Instant::now(),
-        }));
+        out.push(consumer_info(js, s).await.ok().map(|i| Sample::of(&i)));
     }
     out
+}
+
+/// What JetStream says of a stream's consumer, or why it cannot say.
+async fn consumer_info(
+    js: &async_nats::jetstream::Context,
+    s: &StreamStatus,
+) -> Result<async_nats::jetstream::consumer::Info, String> {
+    let stream = js.get_stream(&s.jetstream).await.map_err(|e| format!("JetStream stream {:?}: {e}", s.jetstream))?;
+    stream.consumer_info(&s.consumer).await.map_err(|e| format!("consumer {:?}: {e}", s.consumer))
+}
+
+impl Sample {
+    fn of(info: &async_nats::jetstream::consumer::Info) -> Sample {
+        Sample {
+            delivered: info.delivered.consumer_sequence,
+            ack_pending: info.num_ack_pending,
+            at: std::time::Instant::now(),
+        }
+    }
 }
 
 /// Deliveries and acks per second between two samples. An ack takes a message out of awaiting-ack, so the acks
