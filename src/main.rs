@@ -157,7 +157,10 @@ impl FilterArgs {
                     let ago = humantime::parse_duration(text).map_err(|e| {
                         anyhow::anyhow!("--since {text:?}: neither an RFC 3339 time nor a duration ({e})")
                     })?;
-                    chrono::Utc::now() - chrono::Duration::from_std(ago).context("--since: too long ago")?
+                    chrono::Duration::from_std(ago)
+                        .ok()
+                        .and_then(|ago| chrono::Utc::now().checked_sub_signed(ago))
+                        .with_context(|| format!("--since {text:?}: too long ago"))?
                 }
             }),
         };

@@ -428,6 +428,7 @@ async fn a_poison_flood_is_a_few_log_lines_and_the_dlq_tools_filter_show_purge_a
     for (args, says) in [
         (vec!["list", "--stream", "nosuch"], "no [[stream]] is named \"nosuch\""),
         (vec!["list", "--class", "bogus"], "--class \"bogus\""),
+        (vec!["list", "--since", "100000000years"], "too long ago"),
         (vec!["purge"], "--all"),
         (vec!["show", "999999"], "no dead letter at sequence 999999"),
     ] {
