@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use db_event_writer::config::Config;
+use db_event_writer::config::{Config, subject_matches};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -366,17 +366,35 @@ where
 
 /// Waits until the consumer has nothing pending and nothing awaiting ack.
 pub async fn wait_drained(js: &jetstream::Context, s: &TestStream, limit: Duration) {
-    wait_until(limit, "consumer drained (num_pending == 0 && num_ack_pending == 0)", || async {
-        let stream = match js.get_stream(&s.jetstream).await {
-            Ok(stream) => stream,
-            Err(_) => return false,
-        };
-        match stream.consumer_info(&s.consumer).await {
-            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
-            Err(_) => false,
-        }
+    wait_until(limit, "consumer drained (every message delivered, none awaiting ack, num_pending == 0)", || async {
+        let Ok(mut stream) = js.get_stream(&s.jetstream).await else { return false };
+        let Ok(info) = stream.consumer_info(&s.consumer).await else { return false };
+        info.num_pending == 0 && info.num_ack_pending == 0 && all_delivered(&mut stream, &info).await
     })
     .await;
+}
+
+/// Whether the consumer has been handed every message of its stream that its filters match. Why not
+/// `num_pending` alone: since nats-server 2.12 (nats-io/nats-server#7758) consumer info no longer recounts it,
+/// and a consumer created a moment ago can report 0 pending for a stream full of messages. The delivered
+/// sequence is exact: past it, only messages the filters do not match (or deleted ones) may remain.
+async fn all_delivered(stream: &mut jetstream::stream::Stream, info: &jetstream::consumer::Info) -> bool {
+    let Ok(stream_info) = stream.info().await else { return false };
+    let last = stream_info.state.last_sequence;
+    let mut filters = info.config.filter_subjects.clone();
+    if !info.config.filter_subject.is_empty() {
+        filters.push(info.config.filter_subject.clone());
+    }
+    let mut seq = info.delivered.stream_sequence + 1;
+    while seq <= last {
+        match stream.get_raw_message(seq).await {
+            Ok(m) if filters.is_empty() || filters.iter().any(|f| subject_matches(f, &m.subject)) => return false,
+            Ok(_) => seq += 1,
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => seq += 1,
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// The daemon binary built by cargo for these tests, or `DB_EVENT_WRITER_BIN` when set (the benchmark can then
