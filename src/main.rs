@@ -57,10 +57,16 @@ enum Command {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         interval: std::time::Duration,
     },
-    /// Print a streams.toml equivalent to the Go db-event-writer's JSON configuration.
+    /// Print a streams.toml equivalent to the Go db-event-writer's JSON configuration, or (--elixir-env) to the
+    /// Elixir EventWriter's environment variables.
     ImportLegacy {
         /// The Go writer's JSON file (e.g. /etc/serviceradar/consumers/db-event-writer.json).
-        path: PathBuf,
+        #[arg(required_unless_present = "elixir_env", conflicts_with = "elixir_env")]
+        path: Option<PathBuf>,
+        /// The Elixir writer's variables: an env file (KEY=VALUE, compose or Kubernetes env lines), `-` for
+        /// standard input, or nothing for this process's environment.
+        #[arg(long, value_name = "FILE|-", num_args = 0..=1)]
+        elixir_env: Option<Option<PathBuf>>,
     },
     /// Read a bearer token on standard input and print its SHA-256, for the ingest front's tokens_file.
     HashToken,
@@ -217,8 +223,16 @@ fn main() -> ExitCode {
         say!("{}", db_event_writer::ingest::tokens::hash(token.trim()));
         return ExitCode::SUCCESS;
     }
-    if let Command::ImportLegacy { path } = &cli.command {
-        return match db_event_writer::legacy::import(path) {
+    if let Command::ImportLegacy { path, elixir_env } = &cli.command {
+        let imported = match (path, elixir_env) {
+            (_, Some(source)) => db_event_writer::legacy::elixir::import(source.as_deref()),
+            (Some(path), None) => db_event_writer::legacy::import(path),
+            (None, None) => Err(db_event_writer::legacy::LegacyError::Invalid {
+                file: "import-legacy".into(),
+                message: "give the Go writer's JSON file or --elixir-env".into(),
+            }),
+        };
+        return match imported {
             Ok(text) => {
                 say_raw!("{text}");
                 ExitCode::SUCCESS

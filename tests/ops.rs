@@ -334,6 +334,81 @@ fn import_legacy_prints_a_streams_toml_that_validates() {
     assert!(err.contains("missing.json: cannot read"), "{err}");
 }
 
+/// The switch from the Elixir EventWriter: its environment → streams.toml → the daemon resumes the Elixir
+/// writer's durable consumer where it stopped (what it acked is not read again) and writes the rest once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elixir_writers_environment_imports_and_the_daemon_resumes_its_durable() {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures::StreamExt;
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let js = nats.jetstream().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "metrics".into(),
+        subjects: vec!["metrics.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish_all(&js, (0..10).map(|i| ("metrics.poller".to_owned(), metric(i)))).await;
+    // The Elixir writer's METRICS durable (config.ex: pull, explicit acks, 120 s, 256, max_deliver 5), which has
+    // processed the first four messages.
+    let stream = js.get_stream("metrics").await.unwrap();
+    let durable = "serviceradar-event-writer-metrics";
+    let elixir = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.into()),
+            filter_subject: "metrics.>".into(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(120),
+            max_ack_pending: 256,
+            max_deliver: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = elixir.fetch().max_messages(4).messages().await.unwrap();
+    while let Some(m) = batch.next().await {
+        m.unwrap().double_ack().await.unwrap();
+    }
+    let created = stream.consumer_info(durable).await.unwrap().created;
+
+    let dir = TempDir::new("elixir");
+    let env = dir.path().join("core-elx.env");
+    std::fs::write(
+        &env,
+        format!("EVENT_WRITER_ENABLED=true\nEVENT_WRITER_NATS_URL={}\nDATABASE_URL={}\n", nats.url, db.url),
+    )
+    .unwrap();
+    let (code, toml, err) = run_cli(&["import-legacy", "--elixir-env", env.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let port = free_port();
+    let toml = toml.replace("listen = \"0.0.0.0:9464\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let config_path = dir.path().join("streams.toml");
+    std::fs::write(&config_path, &toml).unwrap();
+    let config_arg = config_path.to_str().unwrap();
+    let (code, _, err) = run_cli(&["migrate", "--config", config_arg]);
+    assert_eq!(code, 0, "{err}\n{toml}");
+    let mut daemon = Daemon::spawn(&config_path, dir.path().join("daemon.log"));
+    wait_until(LIMIT, "the six messages the Elixir writer had not acked", || async {
+        db.count("timeseries_metrics").await == 6
+    })
+    .await;
+    let metrics = TestStream {
+        name: "metrics".into(),
+        jetstream: "metrics".into(),
+        consumer: durable.into(),
+        subjects: vec!["metrics.>".into()],
+        ..TestStream::telemetry("unused")
+    };
+    wait_drained(&js, &metrics, LIMIT).await;
+    let info = stream.consumer_info(durable).await.unwrap();
+    assert_eq!(info.created, created, "the Elixir writer's durable, resumed, not a new one");
+    assert_eq!(db.count("timeseries_metrics").await, 6, "{}", daemon.log_text());
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(LIMIT).success(), "{}", daemon.log_text());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_mutual_tls_with_password_file_works_and_wrong_credentials_are_refused_clearly() {
     const NATS_PASSWORD: &str = "nats-s3cret-pass";

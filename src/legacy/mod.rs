@@ -1,4 +1,5 @@
-//! `db-event-writer import-legacy PATH.json`: the Go writer's JSON configuration → an equivalent streams.toml.
+//! `db-event-writer import-legacy PATH.json`: the Go writer's JSON configuration → an equivalent streams.toml
+//! ([`elixir`]: the same for the Elixir EventWriter's environment variables).
 //!
 //! Subjects are grouped by the processor their table implies (the Go writer's rule: table name contains `logs`,
 //! `traces`, `metrics`, `ocsf_events`, `ocsf_network_activity`), expanded as the Go writer expands them
@@ -15,6 +16,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::processor::ProcessorKind;
+
+pub mod elixir;
 
 /// Why a legacy file could not be converted.
 #[derive(Debug, thiserror::Error)]
