@@ -143,6 +143,7 @@ pub async fn run_reloadable(
                 i.clone(),
                 &config.streams,
                 Arc::clone(&shared.metrics),
+                shutdown.clone(),
             )
             .map_err(RunError::Ingest)?;
             // The connections the descriptor limit leaves after the pool and NATS, at most max_connections.

@@ -470,3 +470,101 @@ async fn a_full_stream_or_a_consumer_far_behind_answers_429_with_retry_after() {
     wait_until(LIMIT, "every row", || async { db.count("timeseries_metrics").await == expected }).await;
     daemon.signal("TERM");
 }
+
+/// `?wait=persisted` / `Prefer: wait=N`: one round trip to the committed row (without waiting out a 10 s
+/// batch_timeout), 422 for a dead letter, the 202 at the timeout while the table is broken, every waiter released
+/// with a 202 on shutdown, and 202 at once when no waiting slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_post_answers_once_its_row_is_committed_or_with_the_202_it_would_have_had() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("wait");
+    let mut telemetry = TestStream::telemetry(&unique("wt"));
+    telemetry.batch_timeout = "10s";
+    let events = TestStream::of("events", &unique("we"));
+    let streams = [telemetry.clone(), events.clone()];
+    migrate(&common::config(&nats.url, &db.url, &streams)).await;
+    let port = free_port();
+    let text = config_text(&nats.url, &db.url, &streams)
+        + &format!("\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nwait_timeout = \"5s\"\nmax_wait = \"15s\"\n");
+    let (mut daemon, front) = Front::start(&dir, &text, port).await;
+    let url = format!("/v1/events/{}", telemetry.subject("host"));
+
+    // Committed within the wait, though the batch would have waited 10 s: 200 with the table, and the row is there.
+    let (status, v) = front.post(&format!("{url}?wait=persisted"), &[], &metric(1)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["status"].as_str(), v["table"].as_str()), (Some("persisted"), Some("timeseries_metrics")), "{v}");
+    assert!(v["committed_at"].as_str().is_some_and(|t| t.ends_with('Z')) && v["sequence"].as_u64() == Some(1), "{v}");
+    assert_eq!(db.count("timeseries_metrics").await, 1, "answered before the commit");
+    // A retry of it (same key) answers from the recorded fate.
+    let (status, _) = front.post(&format!("{url}?wait=persisted"), &[("idempotency-key", "w-1")], &metric(2)).await;
+    assert_eq!(status, 200);
+    let (status, again) = front.post(&url, &[("idempotency-key", "w-1"), ("prefer", "wait=5")], &metric(2)).await;
+    assert_eq!((status, again["duplicate"].as_bool(), again["status"].as_str()), (200, Some(true), Some("persisted")));
+    assert_eq!(front.post(&format!("{url}?wait=soon"), &[], &metric(3)).await.0, 400, "a wait it cannot have");
+
+    // Dead-lettered while the client waits: 422 with the class and reason.
+    let (status, v) = front.post(&format!("/v1/events/{}", events.subject("x")), &[("prefer", "wait=5")], b"[1]").await;
+    assert_eq!(
+        (status, v["status"].as_str(), v["class"].as_str()),
+        (422, Some("dead_lettered"), Some("decode")),
+        "{v}"
+    );
+    assert!(!v["reason"].as_str().unwrap_or_default().is_empty(), "{v}");
+
+    // A batch waits for every item: 200 when all are committed, 422 when one was dead-lettered.
+    let batch = |items: &[Vec<u8>]| {
+        let items: Vec<String> = items.iter().map(|i| String::from_utf8(i.clone()).unwrap()).collect();
+        format!("[{}]", items.join(","))
+    };
+    let (status, v) =
+        front.post(&format!("{url}/batch?wait=persisted"), &[], batch(&[metric(4), metric(5)]).as_bytes()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["items"][1]["status"].as_str(), Some("persisted"), "{v}");
+    let (status, v) = front
+        .post(&format!("{url}/batch?wait=persisted"), &[], batch(&[metric(6), b"[1,2,3]".to_vec()]).as_bytes())
+        .await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(
+        (v["items"][0]["status"].as_str(), v["items"][1]["status"].as_str()),
+        (Some("persisted"), Some("dead_lettered"))
+    );
+    assert_eq!(db.count("timeseries_metrics").await, 5);
+
+    // The table broken: the wait runs out, and the answer is the 202 (the event is stored; it lands later).
+    let client = db.client().await;
+    client.batch_execute("ALTER TABLE platform.timeseries_metrics RENAME TO broken").await.unwrap();
+    let (status, v) = front.post(&url, &[("prefer", "wait=1")], &metric(7)).await;
+    assert_eq!((status, v["status"].as_str()), (202, Some("accepted")), "{v}");
+    let id = v["message_id"].as_str().unwrap().to_owned();
+    client.batch_execute("ALTER TABLE platform.broken RENAME TO timeseries_metrics").await.unwrap();
+    wait_until(LIMIT, "the timed-out event lands", || async { front.status_of(&id).await == "persisted" }).await;
+
+    // Shutdown releases a waiter with its 202 at once rather than holding the stop for its 12 s.
+    client.batch_execute("ALTER TABLE platform.timeseries_metrics RENAME TO broken").await.unwrap();
+    let js = nats.jetstream().await;
+    let stored =
+        || async { js.get_stream(&telemetry.jetstream).await.map(|s| s.cached_info().state.messages).unwrap_or(0) };
+    let before = stored().await;
+    let waiting = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let answer = http_request(port, "POST", &url, &[("prefer", "wait=12")], metric(8)).await;
+        (answer, started.elapsed())
+    });
+    wait_until(LIMIT, "the waiting event stored", || async { stored().await > before }).await;
+    daemon.signal("TERM");
+    let ((status, _, body), took) = waiting.await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("\"accepted\""), "{body}");
+    assert!(took < Duration::from_secs(10), "the waiter held the shutdown for {took:?}");
+    assert!(daemon.wait_exit(LIMIT).success(), "{}", daemon.log_text());
+    client.batch_execute("ALTER TABLE platform.broken RENAME TO timeseries_metrics").await.unwrap();
+
+    // No waiting slot (max_waiters = 0): the 202 at once, and the event still lands.
+    let text = text.replace("max_wait = \"15s\"\n", "max_wait = \"15s\"\nmax_waiters = 0\n");
+    let (_daemon, front) = Front::start(&dir, &text, port).await;
+    let (status, v) =
+        front.post(&format!("/v1/events/{}?wait=persisted", telemetry.subject("host")), &[], &metric(9)).await;
+    assert_eq!((status, v["status"].as_str()), (202, Some("accepted")), "{v}");
+    wait_until(LIMIT, "every event written once", || async { db.count("timeseries_metrics").await == 8 }).await;
+}

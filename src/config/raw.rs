@@ -293,6 +293,18 @@ pub(super) struct RawIngest {
     /// Most items in one batch request.
     #[serde(default)]
     pub(super) max_batch_items: Option<Spanned<i64>>,
+    /// How long `?wait=persisted` waits for the commit.
+    #[serde(default)]
+    pub(super) wait_timeout: Option<Spanned<String>>,
+    /// The longest wait a request may ask for (`Prefer: wait=N`).
+    #[serde(default)]
+    pub(super) max_wait: Option<Spanned<String>>,
+    /// Most requests waiting at once.
+    #[serde(default)]
+    pub(super) max_waiters: Option<Spanned<i64>>,
+    /// How long a batch holding a waited-for message may still wait for more messages.
+    #[serde(default)]
+    pub(super) wait_flush: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -168,6 +168,18 @@ fn ingest_section_and_stream_validate() {
     assert!(e.starts_with("streams.toml:3: ingest.max_body: 0 is out of range"), "{e}");
     let e = error_text(&format!("{MINIMAL}validate = \"yes\"\n"));
     assert!(e.contains("validate"), "{e}");
+    // Waiting: defaults inside the request timeout, and a wait the request timeout would cut off is refused.
+    assert_eq!(
+        (ingest.wait_timeout, ingest.max_wait, ingest.max_waiters),
+        (Duration::from_secs(5), Duration::from_secs(20), 1000)
+    );
+    let short = parse(&format!("[ingest]\nlisten = \"127.0.0.1:1\"\nrequest_timeout = \"3s\"\n{MINIMAL}")).unwrap();
+    let short = short.ingest.unwrap();
+    assert_eq!((short.max_wait, short.wait_timeout), (Duration::from_secs(2), Duration::from_secs(2)));
+    let e = error_text(&format!("[ingest]\nlisten = \"127.0.0.1:1\"\nmax_wait = \"30s\"\n{MINIMAL}"));
+    assert!(e.starts_with("streams.toml:3: ingest.max_wait: 30s is not below ingest.request_timeout (30s)"), "{e}");
+    let e = error_text(&format!("[ingest]\nlisten = \"127.0.0.1:1\"\nwait_timeout = \"21s\"\n{MINIMAL}"));
+    assert!(e.starts_with("streams.toml:3: ingest.wait_timeout: 21s is over ingest.max_wait (20s)"), "{e}");
 }
 
 #[test]

@@ -359,6 +359,14 @@ pub struct IngestConfig {
     pub request_timeout: Duration,
     /// Most items in one batch request.
     pub max_batch_items: usize,
+    /// How long `?wait=persisted` holds the answer for the commit.
+    pub wait_timeout: Duration,
+    /// The longest wait a request may ask for (`Prefer: wait=N`); below `request_timeout`.
+    pub max_wait: Duration,
+    /// Most requests waiting at once; past it a waiting request answers 202 at once.
+    pub max_waiters: usize,
+    /// How long a batch holding a message somebody waits for may still wait for more messages.
+    pub wait_flush: Duration,
 }
 
 /// A TLS listener's files.
@@ -385,6 +393,14 @@ impl IngestConfig {
     pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
     /// A day.
     pub const DEFAULT_STATUS_TTL: Duration = Duration::from_secs(86_400);
+    /// 5 s for `?wait=persisted`.
+    pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// 20 s, inside the default request timeout.
+    pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(20);
+    /// 1,000 requests waiting at once.
+    pub const DEFAULT_MAX_WAITERS: usize = 1000;
+    /// 5 ms: waiting requests arriving together share a transaction.
+    pub const DEFAULT_WAIT_FLUSH: Duration = Duration::from_millis(5);
 }
 
 /// OTLP transport.

@@ -276,6 +276,35 @@ fn log_config(l: &RawLog, at: &Locator<'_>) -> Result<LogConfig, ConfigError> {
 }
 
 fn ingest_config(i: RawIngest, at: &Locator<'_>) -> Result<IngestConfig, ConfigError> {
+    let request_timeout = opt_duration(at, i.request_timeout.as_ref(), "ingest.request_timeout")?
+        .unwrap_or(IngestConfig::DEFAULT_REQUEST_TIMEOUT);
+    // A waiting request must answer (202 at worst) before the request timeout cuts it off with a 408.
+    let max_wait = opt_duration(at, i.max_wait.as_ref(), "ingest.max_wait")?
+        .unwrap_or(IngestConfig::DEFAULT_MAX_WAIT.min(request_timeout.saturating_sub(Duration::from_secs(1))));
+    if let Some(m) = &i.max_wait
+        && max_wait >= request_timeout
+    {
+        return Err(at.err(
+            m.span(),
+            "ingest.max_wait",
+            format!(
+                "{max_wait:?} is not below ingest.request_timeout ({request_timeout:?}): the wait would be cut off"
+            ),
+        ));
+    }
+    let wait_timeout = opt_duration(at, i.wait_timeout.as_ref(), "ingest.wait_timeout")?
+        .unwrap_or(IngestConfig::DEFAULT_WAIT_TIMEOUT.min(max_wait));
+    if let Some(w) = &i.wait_timeout
+        && wait_timeout > max_wait
+    {
+        return Err(at.err(
+            w.span(),
+            "ingest.wait_timeout",
+            format!("{wait_timeout:?} is over ingest.max_wait ({max_wait:?})"),
+        ));
+    }
+    let wait_flush =
+        opt_duration(at, i.wait_flush.as_ref(), "ingest.wait_flush")?.unwrap_or(IngestConfig::DEFAULT_WAIT_FLUSH);
     Ok(IngestConfig {
         listen: i.listen.get_ref().parse().map_err(|_| {
             at.err(
@@ -300,12 +329,18 @@ fn ingest_config(i: RawIngest, at: &Locator<'_>) -> Result<IngestConfig, ConfigE
         },
         header_timeout: opt_duration(at, i.header_timeout.as_ref(), "ingest.header_timeout")?
             .unwrap_or(IngestConfig::DEFAULT_HEADER_TIMEOUT),
-        request_timeout: opt_duration(at, i.request_timeout.as_ref(), "ingest.request_timeout")?
-            .unwrap_or(IngestConfig::DEFAULT_REQUEST_TIMEOUT),
+        request_timeout,
         max_batch_items: match &i.max_batch_items {
             Some(m) => positive(m, 1, 100_000).map_err(|e| at.err(m.span(), "ingest.max_batch_items", e))? as usize,
             None => IngestConfig::DEFAULT_MAX_BATCH_ITEMS,
         },
+        wait_timeout,
+        max_wait,
+        max_waiters: match &i.max_waiters {
+            Some(m) => positive(m, 0, 1_000_000).map_err(|e| at.err(m.span(), "ingest.max_waiters", e))? as usize,
+            None => IngestConfig::DEFAULT_MAX_WAITERS,
+        },
+        wait_flush,
         tokens_file: i.tokens_file.map(|f| PathBuf::from(f.into_inner())),
         tls: i.tls.map(|t| {
             let t = t.into_inner();

@@ -55,6 +55,10 @@ pub(super) struct Inner {
     /// `None`: no authentication.
     pub(super) tokens: Option<Tokens>,
     pub(super) metrics: Arc<crate::metrics::Metrics>,
+    /// Requests waiting for their messages' fates.
+    pub(super) waiters: Arc<super::wait::Waiters>,
+    /// Cancelled when the daemon stops: waiting requests answer 202 at once.
+    pub(super) shutdown: CancellationToken,
 }
 
 impl Ingest {
@@ -65,6 +69,7 @@ impl Ingest {
         config: IngestConfig,
         streams: &[StreamConfig],
         metrics: Arc<crate::metrics::Metrics>,
+        shutdown: CancellationToken,
     ) -> Result<Self, String> {
         let tokens = config.tokens_file.as_deref().map(Tokens::from_file).transpose()?;
         let ingest = Ingest {
@@ -72,10 +77,12 @@ impl Ingest {
                 js: jetstream::new(client.clone()),
                 client,
                 status,
+                waiters: super::wait::Waiters::new(config.max_waiters),
                 config,
                 routes: RwLock::new(Arc::new(Vec::new())),
                 tokens,
                 metrics,
+                shutdown,
             }),
         };
         ingest.set_streams(streams);

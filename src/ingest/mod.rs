@@ -7,6 +7,8 @@
 //! - `POST /v1/events/{subject}/batch`: a JSON array or NDJSON of at most `max_batch_items`; each item published
 //!   with `Nats-Msg-Id` `b:<index>:<Idempotency-Key>`, acknowledgements awaited a bounded number at a time; one
 //!   result per item.
+//! - Either POST with `?wait=persisted` (or `Prefer: wait=N`) holds the answer until the commit ([`wait`]): 200
+//!   `persisted`, 422 `dead_lettered`, or at the timeout the 202 `accepted` it would have given at once.
 //! - `GET /v1/events/{message_id}`: `accepted` (stored, not yet committed), `persisted` (table, commit time),
 //!   `dead_lettered` (class, reason), or 404.
 //! - `GET /v1/openapi.json`: the OpenAPI description of the above.
@@ -16,7 +18,8 @@
 //! nothing for it.
 //!
 //! Its rooms: [`front`] (the shared state, authorization, answers), [`limits`] (every client-controlled size, checked before NATS), [`server`] (connections under
-//! limits and timeouts), [`publish`] (the handlers), [`status`] (fates), [`tokens`] (bearer tokens).
+//! limits and timeouts), [`publish`] (the handlers), [`status`] (fates), [`tokens`] (bearer tokens), [`wait`] (waiting for a
+//! fate).
 //!
 //! Uses the config types, TLS, metrics and its rooms.
 
@@ -36,6 +39,7 @@ mod publish;
 pub mod server;
 pub mod status;
 pub mod tokens;
+pub mod wait;
 
 pub use front::Ingest;
 use front::error;
@@ -50,6 +54,7 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(listen = %listener.local_addr()?, max_connections, "HTTP ingest front listening");
+    tokio::spawn(Arc::clone(&ingest.inner.waiters).watch(ingest.inner.status.clone(), shutdown.clone()));
     if ingest.inner.config.max_lag > 0 {
         tokio::spawn(ingest.clone().refresh_lag(shutdown.clone()));
     }

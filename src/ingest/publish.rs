@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use tokio::time::Instant;
+
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
@@ -19,7 +21,8 @@ use serde_json::{Value, json};
 
 use super::front::{Ingest, Route, error, reply};
 use super::limits::{self, BatchError, MAX_MESSAGE_ID, PUBLISH_CONCURRENCY};
-use super::status::{INGEST_HEADER, message_id, parse_message_id, status_key};
+use super::status::{Fate, INGEST_HEADER, message_id, parse_message_id, status_key};
+use super::wait::{self, Slots, WAIT_HEADER};
 
 /// How long a request waits for JetStream's acknowledgement before answering 503.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,6 +71,7 @@ impl Ingest {
         route: &Route,
         msg_id: Option<String>,
         payload: Bytes,
+        flush: Option<Duration>,
     ) -> Result<Value, Refusal> {
         if route.validate {
             crate::processor::validate(route.processor, subject, &payload, &route.jetstream)
@@ -87,9 +91,16 @@ impl Ingest {
         if let Some(id) = &msg_id {
             headers.insert("Nats-Msg-Id", id.as_str());
         }
+        let flush = flush.map(|d| d.as_millis().to_string());
+        if let Some(ms) = &flush {
+            headers.insert(WAIT_HEADER, ms.as_str());
+        }
         // What the server counts against max_payload: the payload and the headers the daemon adds.
         let header_bytes = limits::headers_len(
-            [(INGEST_HEADER, "1")].into_iter().chain(msg_id.as_deref().map(|id| ("Nats-Msg-Id", id))),
+            [(INGEST_HEADER, "1")]
+                .into_iter()
+                .chain(msg_id.as_deref().map(|id| ("Nats-Msg-Id", id)))
+                .chain(flush.as_deref().map(|ms| (WAIT_HEADER, ms))),
         );
         let max_payload = self.inner.client.server_info().max_payload;
         if payload.len() + header_bytes > max_payload {
@@ -127,6 +138,43 @@ impl Ingest {
         }
     }
 
+    /// The wait a request asks for (`None`: answer at once), or the 400 for a `?wait=` it cannot have.
+    fn wait_for(&self, query: Option<&str>, headers: &HeaderMap) -> Result<Option<Duration>, Box<Response>> {
+        let prefer = headers.get("prefer").and_then(|v| v.to_str().ok());
+        let config = &self.inner.config;
+        wait::requested(query, prefer, config.wait_timeout, config.max_wait)
+            .map_err(|e| Box::new(Refusal::bad(e).into_response()))
+    }
+
+    /// Room to wait for `n` messages: `None` when nobody asked, or when too many wait already (they get 202).
+    fn wait_slots(&self, wait: Option<Duration>, n: usize) -> Option<(Slots, Instant)> {
+        let deadline = Instant::now() + wait?;
+        Some((self.inner.waiters.slots(n)?, deadline))
+    }
+
+    /// Waits until the fate of the message `accepted` describes is recorded, `deadline` passes or the daemon
+    /// stops; its answer then (200 persisted, 422 dead-lettered, 202 accepted).
+    async fn await_fate(&self, accepted: Value, deadline: Instant) -> (StatusCode, Value) {
+        let key = status_key(accepted["message_id"].as_str().unwrap_or_default());
+        // Registered before the read: a fate recorded after the read wakes us, one recorded before is read.
+        let woken = self.inner.waiters.register(&key);
+        let recorded = match self.inner.status.get(&key).await {
+            Ok(Some(value)) => serde_json::from_slice::<Fate>(&value).ok(),
+            _ => None,
+        };
+        let fate = match recorded {
+            Some(fate) => Some(fate),
+            None => tokio::select! {
+                biased;
+                _ = self.inner.shutdown.cancelled() => None,
+                _ = tokio::time::sleep_until(deadline) => None,
+                fate = woken => fate.ok(),
+            },
+        };
+        self.inner.waiters.forget(&key);
+        answer(accepted, fate)
+    }
+
     /// The checks every POST passes first, in order: the token (charged `items`), the key, the route.
     fn admit(&self, headers: &HeaderMap, subject: &str, items: usize) -> Result<Admitted, Box<Response>> {
         if let Some(r) = self.refusal(headers, Some(subject), items) {
@@ -155,12 +203,31 @@ fn publish_refusal(e: &async_nats::jetstream::context::PublishError) -> Refusal 
     }
 }
 
+/// A waited-for message's answer: its fate added to what the 202 said.
+fn answer(mut v: Value, fate: Option<Fate>) -> (StatusCode, Value) {
+    match fate {
+        Some(Fate::Persisted { table, committed_at }) => {
+            (v["status"], v["table"], v["committed_at"]) = (json!("persisted"), json!(table), json!(committed_at));
+            (StatusCode::OK, v)
+        }
+        Some(Fate::DeadLettered { class, reason }) => {
+            (v["status"], v["class"], v["reason"]) = (json!("dead_lettered"), json!(class), json!(reason));
+            (StatusCode::UNPROCESSABLE_ENTITY, v)
+        }
+        None => {
+            v["status"] = json!("accepted");
+            (StatusCode::ACCEPTED, v)
+        }
+    }
+}
+
 /// What a POST may go on with: its Idempotency-Key and its route.
 type Admitted = (Option<String>, Arc<Vec<Route>>, usize);
 
 pub(super) async fn publish_one(
     State(ingest): State<Ingest>,
     Path(subject): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -168,22 +235,39 @@ pub(super) async fn publish_one(
         Ok(a) => a,
         Err(r) => return *r,
     };
+    let wait = match ingest.wait_for(query.as_deref(), &headers) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let waiting = ingest.wait_slots(wait, 1);
+    let flush = waiting.as_ref().map(|_| ingest.inner.config.wait_flush);
     let msg_id = key.as_deref().map(limits::event_id);
-    match ingest.publish(&subject, &routes[i], msg_id, body).await {
-        Ok(v) => reply(StatusCode::ACCEPTED, v),
-        Err(r) => r.into_response(),
+    match (ingest.publish(&subject, &routes[i], msg_id, body, flush).await, waiting) {
+        (Ok(v), Some((_slots, deadline))) => {
+            let (status, v) = ingest.await_fate(v, deadline).await;
+            reply(status, v)
+        }
+        // Asked to wait with every waiting slot taken: the 202 at once.
+        (Ok(v), None) if wait.is_some() => reply(StatusCode::ACCEPTED, answer(v, None).1),
+        (Ok(v), None) => reply(StatusCode::ACCEPTED, v),
+        (Err(r), _) => r.into_response(),
     }
 }
 
 pub(super) async fn publish_batch(
     State(ingest): State<Ingest>,
     Path(subject): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     // Who it is and where it may post first; the rate is charged per item below.
     let (key, routes, i) = match ingest.admit(&headers, &subject, 0) {
         Ok(a) => a,
+        Err(r) => return *r,
+    };
+    let wait = match ingest.wait_for(query.as_deref(), &headers) {
+        Ok(w) => w,
         Err(r) => return *r,
     };
     let max = ingest.inner.config.max_batch_items;
@@ -203,17 +287,47 @@ pub(super) async fn publish_batch(
     if let Some(r) = ingest.refusal(&headers, Some(&subject), items.len()) {
         return r;
     }
+    let waiting = ingest.wait_slots(wait, items.len());
+    let flush = waiting.as_ref().map(|_| ingest.inner.config.wait_flush);
     // In order, PUBLISH_CONCURRENCY at a time: their acknowledgements overlap, the rest wait their turn.
     let results: Vec<Result<Value, Refusal>> = futures::stream::iter(items.into_iter().enumerate())
         .map(|(n, item)| {
             let (ingest, routes, subject) = (ingest.clone(), Arc::clone(&routes), subject.clone());
             let msg_id = key.as_deref().map(|k| limits::item_id(k, n));
-            async move { ingest.publish(&subject, &routes[i], msg_id, item).await }
+            async move { ingest.publish(&subject, &routes[i], msg_id, item, flush).await }
         })
         .buffered(PUBLISH_CONCURRENCY)
         .collect()
         .await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
+    // With a wait: every accepted item's fate, awaited together until the one deadline.
+    let (results, code) = match waiting {
+        Some((_slots, deadline)) if accepted > 0 => {
+            let fates = futures::future::join_all(results.into_iter().map(|r| {
+                let ingest = ingest.clone();
+                async move {
+                    match r {
+                        Ok(v) => Ok(ingest.await_fate(v, deadline).await),
+                        Err(e) => Err(e),
+                    }
+                }
+            }))
+            .await;
+            let codes: Vec<StatusCode> = fates.iter().filter_map(|f| f.as_ref().ok().map(|(c, _)| *c)).collect();
+            let code = if codes.contains(&StatusCode::ACCEPTED) {
+                StatusCode::ACCEPTED
+            } else if codes.contains(&StatusCode::UNPROCESSABLE_ENTITY) {
+                StatusCode::UNPROCESSABLE_ENTITY
+            } else {
+                StatusCode::OK
+            };
+            (fates.into_iter().map(|f| f.map(|(_, v)| v)).collect::<Vec<_>>(), code)
+        }
+        _ if wait.is_some() => {
+            (results.into_iter().map(|r| r.map(|v| answer(v, None).1)).collect(), StatusCode::ACCEPTED)
+        }
+        _ => (results, StatusCode::ACCEPTED),
+    };
     let items: Vec<Value> = results
         .into_iter()
         .map(|r| match r {
@@ -221,7 +335,7 @@ pub(super) async fn publish_batch(
             Err(Refusal(status, message, _)) => json!({ "status": status.as_u16(), "error": message }),
         })
         .collect();
-    reply(StatusCode::ACCEPTED, json!({ "accepted": accepted, "rejected": items.len() - accepted, "items": items }))
+    reply(code, json!({ "accepted": accepted, "rejected": items.len() - accepted, "items": items }))
 }
 
 pub(super) async fn status(State(ingest): State<Ingest>, Path(id): Path<String>, headers: HeaderMap) -> Response {

@@ -54,6 +54,8 @@ pub struct Batcher<R, M> {
     max_bytes: usize,
     timeout: Duration,
     started: Option<Instant>,
+    /// An earlier flush asked for by a message somebody waits for.
+    hurry: Option<Instant>,
 }
 
 impl<R, M> Batcher<R, M> {
@@ -68,6 +70,7 @@ impl<R, M> Batcher<R, M> {
             max_bytes,
             timeout,
             started: None,
+            hurry: None,
         }
     }
 
@@ -94,7 +97,15 @@ impl<R, M> Batcher<R, M> {
 
     /// When the open batch must be flushed, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
-        self.started.map(|s| s + self.timeout)
+        let due = self.started.map(|s| s + self.timeout)?;
+        Some(self.hurry.map_or(due, |h| h.min(due)))
+    }
+
+    /// Flushes the open batch by `at` at the latest (a message in it is waited for); no open batch: nothing.
+    pub fn hurry(&mut self, at: Instant) {
+        if self.started.is_some() {
+            self.hurry = Some(self.hurry.map_or(at, |h| h.min(at)));
+        }
     }
 
     /// When the open batch's first message arrived.
@@ -120,6 +131,7 @@ impl<R, M> Batcher<R, M> {
     /// Takes the open batch (after its deadline, or on shutdown). `None` when nothing is open.
     pub fn take(&mut self) -> Option<Batch<R, M>> {
         let started = self.started.take()?;
+        self.hurry = None;
         self.bytes = 0;
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.max_rows));
         let msgs = std::mem::replace(&mut self.msgs, Self::messages(self.max_rows));
@@ -160,6 +172,25 @@ mod tests {
         let batch = push_rows(&mut b, "big", 5).expect("full");
         assert_eq!(batch.rows.len(), 5);
         assert_eq!(batch.msgs[0].rows, 0..5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waited_for_message_brings_the_deadline_forward_until_the_batch_is_taken() {
+        let mut b: Batcher<u32, ()> = Batcher::new(10, 1 << 20, Duration::from_secs(1));
+        let start = Instant::now();
+        b.hurry(start);
+        assert_eq!(b.deadline(), None, "no open batch, nothing to hurry");
+        b.rows_mut().push(1);
+        assert!(b.push((), 0, 1, start).is_none());
+        b.hurry(start + Duration::from_millis(5));
+        b.hurry(start + Duration::from_millis(50));
+        assert_eq!(b.deadline(), Some(start + Duration::from_millis(5)), "the earliest wins");
+        b.hurry(start + Duration::from_secs(5));
+        assert_eq!(b.deadline(), Some(start + Duration::from_millis(5)), "never later than asked or the timeout");
+        assert!(b.take().is_some());
+        b.rows_mut().push(2);
+        assert!(b.push((), 0, 1, start).is_none());
+        assert_eq!(b.deadline(), Some(start + Duration::from_secs(1)), "the next batch has its own timeout");
     }
 
     #[tokio::test(start_paused = true)]

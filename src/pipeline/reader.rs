@@ -1,7 +1,8 @@
 //! The reader of one stream: pulls only what the stream may still hold, hands every message to the settler the
 //! moment it arrives, decodes it into the open batch (within its per-message limits) and queues full batches for
 //! the writers. It never answers JetStream itself: a message that can never be written (undecodable, over a
-//! limit, out of deliveries) is given to the settler as a dead letter.
+//! limit, out of deliveries) is given to the settler as a dead letter. A message an HTTP client waits for
+//! ([`WAIT_HEADER`]) brings its batch's flush forward.
 //!
 //! Uses the processor's decoder, [`super::pull`], the settler and the batcher.
 
@@ -18,6 +19,7 @@ use super::queue::Queue;
 use super::settler::{Arrival, Settler};
 use crate::breaker::State;
 use crate::dlq::{DlqClass, Origin};
+use crate::ingest::wait::WAIT_HEADER;
 use crate::processor::{Headers, Incoming, Limits, Processor, Rows};
 
 /// Bytes a pull may overshoot the room by: one message at the server's limit always fits a request.
@@ -205,10 +207,15 @@ impl<P: Processor> Reader<'_, P> {
                 let link =
                     if self.ctx.tracer.is_on() { crate::traces::link_of(arrival.headers.as_ref()) } else { None };
                 let ingested = arrival.ingested;
+                let waited = waited_for(arrival.headers.as_ref(), cfg.batch_timeout);
                 let cost = arrival.payload.len() + row_bytes;
                 let ticket = self.settler.with(|b| b.hold(arrival, cost, now));
                 if let Some(batch) = batcher.push(Slip { ticket, ingested, link }, before, cost, now) {
                     self.queue.push(batch);
+                } else if let Some(delay) = waited {
+                    // Why: an HTTP client holds its request open for this commit; it must not wait out
+                    // batch_timeout (only the short wait_flush that lets waiters arriving together share it).
+                    batcher.hurry(now + delay);
                 }
             }
             Err(e) => {
@@ -220,6 +227,14 @@ impl<P: Processor> Reader<'_, P> {
         }
         Ok(())
     }
+}
+
+/// How soon a message somebody waits for wants its batch flushed ([`WAIT_HEADER`]'s milliseconds, at most
+/// `batch_timeout`), or `None` when nobody waits for it.
+fn waited_for(headers: Option<&async_nats::HeaderMap>, batch_timeout: Duration) -> Option<Duration> {
+    let value = headers?.get(WAIT_HEADER)?.as_str();
+    let ms = value.trim().parse::<u64>().unwrap_or(0);
+    Some(Duration::from_millis(ms).min(batch_timeout))
 }
 
 fn published_at(nanos: i128) -> chrono::DateTime<chrono::Utc> {
