@@ -752,6 +752,11 @@ async fn main() {
             "\nHTTP ingest (`POST /v1/events/{{subject}}`, one telemetry event per request, HTTP/1.1 keep-alive, the daemon writing them as they come): at a steady 1,000 requests/s for {} s, {} requests, 202 in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (measured from each request's scheduled time; target p99 < 10 ms); maximum sustained rate with {} concurrent connections for 5 s: {:.0} requests/s. Every 202 became exactly one row.",
             o.ingest_secs, l.steady_requests, l.p50_ms, l.p99_ms, l.max_ms, LOAD_CONNECTIONS, l.max_rate
         );
+        let _ = writeln!(
+            md,
+            "\nHTTP ingest waiting for the commit (`?wait=persisted`, the same stream with batch_timeout 200 ms): at a steady 200 requests/s for {} s, {} requests, every one 200 `persisted`, in p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (from each request's scheduled time; target p99 ≤ 50 ms).",
+            o.ingest_secs, l.wait_requests, l.wait_p50_ms, l.wait_p99_ms, l.wait_max_ms
+        );
     }
     if !instances.is_empty() {
         let one = instances[0].1;
@@ -781,6 +786,10 @@ struct IngestLoad {
     p99_ms: f64,
     max_ms: f64,
     max_rate: f64,
+    wait_requests: usize,
+    wait_p50_ms: f64,
+    wait_p99_ms: f64,
+    wait_max_ms: f64,
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
@@ -832,38 +841,11 @@ async fn ingest_load(steady_secs: u64) -> IngestLoad {
         move || metric(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     };
 
-    // Steady: a pool of keep-alive connections, a request every millisecond, each on a free connection.
-    let pool = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    for _ in 0..32 {
-        pool.lock().await.push(connection(port).await);
-    }
-    let start = Instant::now();
+    let (p50_ms, p99_ms, max_ms) = steady(port, &url, 1000, steady_secs, 202, &body).await;
     let total = (steady_secs * 1000) as usize;
-    let mut tasks = Vec::with_capacity(total);
-    for i in 0..total {
-        let due = start + Duration::from_millis(i as u64);
-        tokio::time::sleep_until(due.into()).await;
-        let (pool, url, payload) = (pool.clone(), url.clone(), body());
-        tasks.push(tokio::spawn(async move {
-            let mut send = match pool.lock().await.pop() {
-                Some(s) => s,
-                None => connection(port).await,
-            };
-            let status = post(&mut send, &url, payload).await;
-            let took = due.elapsed().as_secs_f64() * 1000.0;
-            pool.lock().await.push(send);
-            (status, took)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(total);
-    for t in tasks {
-        let (status, ms) = t.await.unwrap();
-        assert_eq!(status, 202, "a steady-load request was not accepted");
-        latencies.push(ms);
-    }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    let (p50_ms, p99_ms, max_ms) = (pct(0.5), pct(0.99), latencies[latencies.len() - 1]);
+    // Waiting for the commit: 200 requests/s with ?wait=persisted, each answered 200 once its row is committed.
+    let waited = format!("{url}?wait=persisted");
+    let (wait_p50_ms, wait_p99_ms, wait_max_ms) = steady(port, &waited, 200, steady_secs, 200, &body).await;
 
     // Maximum: closed loop, each connection sending its next request as soon as the last is answered.
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -891,7 +873,61 @@ async fn ingest_load(steady_secs: u64) -> IngestLoad {
     wait_drained(&nats.jetstream().await, &stream, Duration::from_secs(120)).await;
     assert_eq!(db.count("timeseries_metrics").await, posted, "every accepted request is one row");
     daemon.signal("TERM");
-    IngestLoad { steady_requests: total, p50_ms, p99_ms, max_ms, max_rate }
+    IngestLoad {
+        steady_requests: total,
+        p50_ms,
+        p99_ms,
+        max_ms,
+        max_rate,
+        wait_requests: (steady_secs * 200) as usize,
+        wait_p50_ms,
+        wait_p99_ms,
+        wait_max_ms,
+    }
+}
+
+/// `rate` requests/s for `secs` on a pool of keep-alive connections, each request on a free connection; every
+/// answer must be `expected`. Latency p50, p99 and max in ms, from each request's scheduled time (so a stall
+/// counts against every request it delays).
+async fn steady(
+    port: u16,
+    url: &str,
+    rate: u64,
+    secs: u64,
+    expected: u16,
+    body: &(impl Fn() -> Vec<u8> + Clone + Send + 'static),
+) -> (f64, f64, f64) {
+    let pool = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    for _ in 0..32 {
+        pool.lock().await.push(connection(port).await);
+    }
+    let start = Instant::now();
+    let total = (secs * rate) as usize;
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + Duration::from_micros(i as u64 * 1_000_000 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (pool, url, payload) = (pool.clone(), url.to_owned(), body());
+        tasks.push(tokio::spawn(async move {
+            let mut send = match pool.lock().await.pop() {
+                Some(s) => s,
+                None => connection(port).await,
+            };
+            let status = post(&mut send, &url, payload).await;
+            let took = due.elapsed().as_secs_f64() * 1000.0;
+            pool.lock().await.push(send);
+            (status, took)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        let (status, ms) = t.await.unwrap();
+        assert_eq!(status, expected, "a steady-load request to {url} was answered {status}");
+        latencies.push(ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    (pct(0.5), pct(0.99), latencies[latencies.len() - 1])
 }
 
 async fn db_event_writer_pg_version() -> String {

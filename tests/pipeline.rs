@@ -414,3 +414,66 @@ async fn a_nats_outage_is_survived_without_loss() {
     assert!(daemon.running());
     daemon.stop().await;
 }
+
+/// Shard isolation, the loose version (`make bench` measures it): while one stream drains a flood with more
+/// writers than the pool has turns, a quiet stream on the same pool still commits each message within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_keeps_committing_while_a_hot_stream_drains_a_flood() {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let mut hot = TestStream::telemetry(&unique("hot"));
+    hot.batch_size = 1000;
+    hot.extra = "writers = 4\nbatches_in_flight = 4\n".into();
+    let quiet = TestStream::telemetry(&unique("quiet"));
+    let streams = [hot.clone(), quiet.clone()];
+    let config = config(&nats.url, &db.url, &streams);
+    assert_eq!(config.database.pool_size, 4, "three turns for the hot stream's four writers");
+    migrate(&config).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &hot).await;
+    create_stream(&js, &quiet).await;
+    const FLOOD: usize = 150_000;
+    let subject = hot.subject("flood");
+    publish_all(&js, (0..FLOOD).map(|i| (subject.clone(), metric(i)))).await;
+    let daemon = InProcess::start(config);
+    wait_until(LIMIT, "the flood started", || async { db.count("timeseries_metrics").await > 0 }).await;
+
+    let quiet_rows = || async {
+        db.client()
+            .await
+            .query_one("SELECT count(*) FROM platform.timeseries_metrics WHERE device_id LIKE 'quiet-%'", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let (mut during, mut n) = (0, 0i64);
+    let mut slowest = Duration::ZERO;
+    while during < 3 {
+        let payload = String::from_utf8(metric(n as usize)).unwrap().replace("device-", "quiet-");
+        let sent = std::time::Instant::now();
+        publish_all(&js, [(quiet.subject("q"), payload.into_bytes())]).await;
+        n += 1;
+        wait_until(Duration::from_secs(5), "the quiet stream's row during the flood", || async {
+            quiet_rows().await == n
+        })
+        .await;
+        slowest = slowest.max(sent.elapsed());
+        let (pending, ack_pending) = consumer_state(&js, &hot).await;
+        if pending + ack_pending as u64 > 0 {
+            during += 1;
+        } else {
+            panic!(
+                "the flood drained before the quiet stream committed 3 messages during it ({during}); make it larger"
+            );
+        }
+        assert!(n < 100, "{n} quiet messages");
+    }
+    wait_drained(&js, &hot, LIMIT).await;
+    wait_drained(&js, &quiet, LIMIT).await;
+    assert_eq!(
+        db.count("timeseries_metrics").await,
+        FLOOD as i64 + n,
+        "every message once (slowest quiet {slowest:?})"
+    );
+    daemon.stop().await;
+}

@@ -1,10 +1,12 @@
 //! The one shared PostgreSQL pool (sessions with a `statement_timeout` and TCP keepalives), how it connects
-//! ([`connect`]), whether the database answers, and the class of every database error ([`error`]).
+//! ([`connect`]), whether the database answers, the class of every database error ([`error`]), and the streams'
+//! fair [`share`]s of it.
 //!
 //! Uses the config types and [`crate::tls`] (the resolved TLS settings); nothing above them.
 
 mod connect;
 mod error;
+pub mod share;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 
@@ -18,6 +20,8 @@ use crate::config::DatabaseConfig;
 #[derive(Clone)]
 pub struct SharedPool {
     inner: std::sync::Arc<std::sync::RwLock<Pool>>,
+    /// The streams' writers take turns for its connections.
+    shares: std::sync::Arc<share::Shares>,
 }
 
 impl std::fmt::Debug for SharedPool {
@@ -29,7 +33,13 @@ impl std::fmt::Debug for SharedPool {
 impl SharedPool {
     /// Wraps `pool`.
     pub fn new(pool: Pool) -> Self {
-        SharedPool { inner: std::sync::Arc::new(std::sync::RwLock::new(pool)) }
+        let shares = share::Shares::new(pool.status().max_size);
+        SharedPool { inner: std::sync::Arc::new(std::sync::RwLock::new(pool)), shares }
+    }
+
+    /// Waits for `stream`'s fair turn at a connection (see [`share`]); hold it while using one.
+    pub async fn turn(&self, stream: &str) -> share::Turn {
+        self.shares.turn(stream).await
     }
 
     /// The pool to use now.

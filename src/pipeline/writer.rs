@@ -303,6 +303,8 @@ impl<P: Processor> Writer<P> {
             return Ok(0);
         }
         let db = &self.ctx.database;
+        // Why a turn first: a hot stream's writers must not queue ahead of a quiet stream's for the shared pool.
+        let _turn = self.pool.turn(&self.ctx.cfg.name).await;
         let pool = self.pool.current();
         let mut client = pool.get().await?;
         let deadline = crate::db::write_deadline(db);
