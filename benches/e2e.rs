@@ -35,18 +35,31 @@ struct Options {
     latency_secs: u64,
     repeat: usize,
     ingest_secs: u64,
+    flood: usize,
 }
 
 fn options() -> Options {
     let mut o = Options {
         messages: 200_000,
-        processors: ["telemetry", "metrics", "logs", "events", "otel", "netflow", "sweep", "ingest", "instances"]
+        processors: [
+            "telemetry",
+            "metrics",
+            "logs",
+            "events",
+            "otel",
+            "netflow",
+            "sweep",
+            "ingest",
+            "instances",
+            "isolation",
+        ]
             .map(String::from)
             .to_vec(),
         batch_size: None,
         latency_secs: 20,
         repeat: 3,
         ingest_secs: 10,
+        flood: 1_000_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -59,6 +72,7 @@ fn options() -> Options {
             "--latency-secs" => o.latency_secs = value.parse().expect("--latency-secs N"),
             "--repeat" => o.repeat = value.parse::<usize>().expect("--repeat N").max(1),
             "--ingest-secs" => o.ingest_secs = value.parse().expect("--ingest-secs N"),
+            "--flood" => o.flood = value.parse().expect("--flood N"),
             "--bench" => {
                 i += 1;
                 continue;
@@ -605,7 +619,7 @@ async fn main() {
     let o = options();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mut results: Vec<(String, Measured)> = Vec::new();
-    for p in o.processors.iter().filter(|p| *p != "ingest" && *p != "instances") {
+    for p in o.processors.iter().filter(|p| !["ingest", "instances", "isolation"].contains(&p.as_str())) {
         let n = match p.as_str() {
             "telemetry" => o.messages,
             // Ten points (rows) per message.
@@ -650,6 +664,13 @@ async fn main() {
     let ingest = if o.processors.iter().any(|p| p == "ingest") {
         eprintln!("bench: HTTP ingest: 1,000 requests/s for {} s, then the maximum rate ...", o.ingest_secs);
         Some(ingest_load(o.ingest_secs).await)
+    } else {
+        None
+    };
+
+    let isolation = if o.processors.iter().any(|p| p == "isolation") {
+        eprintln!("bench: isolation: events at {EVENTS_RATE}/s alone and beside a {}-message telemetry drain ...", o.flood);
+        Some(isolation(o.flood).await)
     } else {
         None
     };
@@ -767,6 +788,22 @@ async fn main() {
             "\nMany instances on one durable consumer (telemetry, {} messages published first, the release daemons started together, timed until the consumer drained; every row once): {}. On {cores} cores shared with nats-server and PostgreSQL more instances add no CPU, so the point is that the rate holds (no collapse from redeliveries or contention), not that it grows.",
             o.messages,
             cells.join(", ")
+        );
+    }
+    if let Some(i) = &isolation {
+        let _ = writeln!(
+            md,
+            "\nShard isolation (one daemon, the shipped pool of 8, each stream with its processor's batch settings): events at a steady {} msgs/s, publish → commit p50 {:.0} ms, p99 {:.0} ms alone; while telemetry drains a backlog of {} messages p50 {:.0} ms, p99 {:.0} ms (target p99 ≤ events' batch_timeout {} ms + 200 ms). Telemetry drains at {:.0} msgs/s alone and {:.0} msgs/s beside the events ({:+.1}%; target within 10%). Every message once.",
+            EVENTS_RATE,
+            i.alone.0,
+            i.alone.1,
+            o.flood,
+            i.flooded.0,
+            i.flooded.1,
+            i.events_timeout_ms,
+            i.drain_alone,
+            i.drain_flooded,
+            (i.drain_flooded / i.drain_alone - 1.0) * 100.0
         );
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
@@ -934,4 +971,141 @@ async fn db_event_writer_pg_version() -> String {
     let client = connect(&admin_url()).await;
     let v: String = client.query_one("SHOW server_version", &[]).await.unwrap().get(0);
     format!("PostgreSQL {v}")
+}
+
+/// Events per second of the quiet stream in the isolation run.
+const EVENTS_RATE: u64 = 100;
+
+struct Isolation {
+    /// Events' publish → commit p50, p99 (ms), alone and during the flood.
+    alone: (f64, f64),
+    flooded: (f64, f64),
+    drain_alone: f64,
+    drain_flooded: f64,
+    events_timeout_ms: u128,
+}
+
+/// An OCSF event whose `time` is now, id `n` (unique across the run).
+fn timed_event(n: u64) -> Vec<u8> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    format!(
+        r#"{{"id":"00000000-0000-4000-8000-{n:012x}","time":"{now}","class_uid":1008,"category_uid":1,"type_uid":100801,"activity_id":1,"severity_id":2,"message":"quiet {n}","metadata":{{"version":"1.7.0"}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Publishes events at EVENTS_RATE from id `first` until `stop`; how many.
+async fn publish_events(js: async_nats::jetstream::Context, subject: String, first: u64, stop: tokio_util::sync::CancellationToken) -> u64 {
+    let start = Instant::now();
+    let mut n = 0;
+    while !stop.is_cancelled() {
+        let due = start + Duration::from_micros(n * 1_000_000 / EVENTS_RATE);
+        tokio::time::sleep_until(due.into()).await;
+        let ack = js.publish(subject.clone(), timed_event(first + n).into()).await.unwrap();
+        ack.await.unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// Events' latency (p50, p99 ms) over the ids in `ids`: commit (`created_at`, the transaction's time) − `time`.
+async fn events_latency(db: &TestDb, ids: std::ops::Range<u64>) -> (f64, f64) {
+    let id = |n: u64| format!("00000000-0000-4000-8000-{n:012x}");
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) \
+             FROM (SELECT extract(epoch FROM created_at - time) * 1000 AS ms FROM platform.ocsf_events \
+                   WHERE id::text >= $1 AND id::text < $2) t",
+            &[&id(ids.start), &id(ids.end)],
+        )
+        .await
+        .unwrap();
+    (row.get::<_, f64>(0), row.get::<_, f64>(1))
+}
+
+/// The quiet-stream run: events alone, a telemetry backlog of `flood` drained alone, then the two together.
+async fn isolation(flood: usize) -> Isolation {
+    let nats = NatsServer::start();
+    let db = TestDb::create().await;
+    let dir = TempDir::new("bench-isolation");
+    let with_defaults = |mut s: TestStream, kind| {
+        let d = db_event_writer::processor::info(kind).batch;
+        s.batch_size = d.size;
+        s.batch_timeout = humantime::format_duration(d.timeout).to_string().leak();
+        (s, d.timeout)
+    };
+    use db_event_writer::processor::ProcessorKind;
+    let (hot, _) = with_defaults(TestStream::telemetry("flood"), ProcessorKind::Telemetry);
+    let (quiet, events_timeout) = with_defaults(TestStream::of("events", "quiet"), ProcessorKind::Events);
+    let streams = [hot.clone(), quiet.clone()];
+    let text = config_text(&nats.url, &db.url, &streams).replace("pool_size = 4", "pool_size = 8");
+    let path = dir.path().join("streams.toml");
+    std::fs::write(&path, text).unwrap();
+    migrate(&db_event_writer::load_config(&path).unwrap()).await;
+    let js = nats.jetstream().await;
+    create_stream(&js, &hot).await;
+    create_stream(&js, &quiet).await;
+    let events_subject = quiet.subject("events.ocsf.processed");
+    let run = |log: &str| Daemon::spawn_logging(&path, dir.path().join(log), "warn");
+    let pulling = |s: &TestStream| {
+        let (js, s) = (js.clone(), s.clone());
+        async move {
+            wait_until(Duration::from_secs(30), "the daemon pulling", || async {
+                consumer_state_waiting(&js, &s).await > 0
+            })
+            .await
+        }
+    };
+
+    // Events alone, 10 s.
+    let mut daemon = run("alone.log");
+    pulling(&quiet).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = tokio::spawn(publish_events(js.clone(), events_subject.clone(), 0, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.cancel();
+    let alone_n = publisher.await.unwrap();
+    wait_drained(&js, &quiet, Duration::from_secs(60)).await;
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(60));
+    let alone = events_latency(&db, 0..alone_n).await;
+
+    // Telemetry's backlog drained alone.
+    let drain = |offset: usize, log: &'static str| {
+        let (js, hot, db, run) = (js.clone(), hot.clone(), &db, &run);
+        async move {
+            let subject = hot.subject("flood");
+            publish_all(&js, (offset..offset + flood).map(|i| (subject.clone(), metric(i)))).await;
+            let daemon = run(log);
+            let started = Instant::now();
+            wait_drained(&js, &hot, Duration::from_secs(900)).await;
+            let rate = flood as f64 / started.elapsed().as_secs_f64();
+            let _ = db;
+            (daemon, rate)
+        }
+    };
+    let (mut daemon, drain_alone) = drain(0, "drain.log").await;
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(60));
+
+    // Both: the events published from the moment the backlog's daemon starts until the backlog is drained.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = 1_000_000_000u64;
+    let subject = hot.subject("flood");
+    publish_all(&js, (flood..2 * flood).map(|i| (subject.clone(), metric(i)))).await;
+    let daemon = run("both.log");
+    let started = Instant::now();
+    let publisher = tokio::spawn(publish_events(js.clone(), events_subject, first, stop.clone()));
+    wait_drained(&js, &hot, Duration::from_secs(900)).await;
+    let drain_flooded = flood as f64 / started.elapsed().as_secs_f64();
+    stop.cancel();
+    let flooded_n = publisher.await.unwrap();
+    wait_drained(&js, &quiet, Duration::from_secs(60)).await;
+    daemon.signal("TERM");
+    assert_eq!(db.count("timeseries_metrics").await, 2 * flood as i64, "every telemetry message once");
+    assert_eq!(db.count("ocsf_events").await, (alone_n + flooded_n) as i64, "every event once");
+    let flooded = events_latency(&db, first..first + flooded_n).await;
+    Isolation { alone, flooded, drain_alone, drain_flooded, events_timeout_ms: events_timeout.as_millis() }
 }
