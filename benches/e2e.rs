@@ -53,8 +53,8 @@ fn options() -> Options {
             "instances",
             "isolation",
         ]
-            .map(String::from)
-            .to_vec(),
+        .map(String::from)
+        .to_vec(),
         batch_size: None,
         latency_secs: 20,
         repeat: 3,
@@ -669,7 +669,10 @@ async fn main() {
     };
 
     let isolation = if o.processors.iter().any(|p| p == "isolation") {
-        eprintln!("bench: isolation: events at {EVENTS_RATE}/s alone and beside a {}-message telemetry drain ...", o.flood);
+        eprintln!(
+            "bench: isolation: events at {EVENTS_RATE}/s alone and beside a {}-message telemetry drain ...",
+            o.flood
+        );
         Some(isolation(o.flood).await)
     } else {
         None
@@ -995,7 +998,12 @@ fn timed_event(n: u64) -> Vec<u8> {
 }
 
 /// Publishes events at EVENTS_RATE from id `first` until `stop`; how many.
-async fn publish_events(js: async_nats::jetstream::Context, subject: String, first: u64, stop: tokio_util::sync::CancellationToken) -> u64 {
+async fn publish_events(
+    js: async_nats::jetstream::Context,
+    subject: String,
+    first: u64,
+    stop: tokio_util::sync::CancellationToken,
+) -> u64 {
     let start = Instant::now();
     let mut n = 0;
     while !stop.is_cancelled() {

@@ -304,7 +304,10 @@ impl<P: Processor> Writer<P> {
         }
         let db = &self.ctx.database;
         // Why a turn first: a hot stream's writers must not queue ahead of a quiet stream's for the shared pool.
-        let _turn = self.pool.turn(&self.ctx.cfg.name).await;
+        // Bounded like the pool's own wait: turns stuck behind hung connections are a pool timeout (breaker class).
+        let Ok(_turn) = tokio::time::timeout(db.connect_timeout, self.pool.turn(&self.ctx.cfg.name)).await else {
+            return Err(WriteError::Pool(deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)));
+        };
         let pool = self.pool.current();
         let mut client = pool.get().await?;
         let deadline = crate::db::write_deadline(db);
