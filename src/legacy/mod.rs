@@ -188,6 +188,21 @@ fn percent(s: &str) -> String {
         .collect()
 }
 
+/// What both importers print after their header: the notes as comments, `[nats]`, `[database]` and `[http]`.
+fn sections(out: &mut String, notes: &[String], nats: &str, database: &str) {
+    if !notes.is_empty() {
+        out.push_str("#\n# Notes:\n");
+        for n in notes {
+            out.push_str(&format!("# - {n}\n"));
+        }
+    }
+    out.push('\n');
+    out.push_str(nats);
+    out.push('\n');
+    out.push_str(database);
+    out.push_str("\n[http]\nlisten = \"0.0.0.0:9464\"\n");
+}
+
 /// Converts the JSON text.
 pub fn convert(json: &str) -> Result<String, String> {
     let legacy: Legacy = serde_json::from_str(json).map_err(|e| format!("not the Go writer's JSON config: {e}"))?;
@@ -324,17 +339,7 @@ pub fn convert(json: &str) -> Result<String, String> {
         legacy.consumer_name
     ));
 
-    if !notes.is_empty() {
-        out.push_str("#\n# Notes:\n");
-        for n in &notes {
-            out.push_str(&format!("# - {n}\n"));
-        }
-    }
-    out.push('\n');
-    out.push_str(&nats);
-    out.push('\n');
-    out.push_str(&database);
-    out.push_str("\n[http]\nlisten = \"0.0.0.0:9464\"\n");
+    sections(&mut out, &notes, &nats, &database);
     if let Some(level) = legacy.logging.as_ref().map(|l| l.level.trim()).filter(|l| !l.is_empty()) {
         let level = level.to_ascii_lowercase();
         if matches!(level.as_str(), "trace" | "debug" | "info" | "warn" | "error") {
